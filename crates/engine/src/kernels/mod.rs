@@ -1,0 +1,29 @@
+//! The hot loops behind one trait, so that a chip or CPU can bring its own fast versions.
+//!
+//! [`Scalar`] is the reference: it sums in the same order as llama2.c (`run.c`'s `matmul` adds
+//! products left to right in f32; `runq.c` accumulates int8 products per group in i32 and adds
+//! `ival * w_scale * x_scale` to an f32 per group). Every fast kernel is tested against it.
+
+pub mod scalar;
+
+pub use scalar::Scalar;
+
+/// Matrix-vector products over row ranges. `out.len()` is the number of rows computed; the
+/// weight slices start at the first of those rows.
+pub trait Kernels: Sync {
+    /// A short name for logs (`esp-llm run -v`).
+    fn name(&self) -> &'static str;
+
+    /// `out[r] = sum_j w[r * n + j] * x[j]` with `n = x.len()`.
+    fn matmul_f32(&self, out: &mut [f32], w: &[f32], x: &[f32]);
+
+    /// Int8 rows of `stride = xq.len()` values with one scale per `group` values:
+    /// `out[r] = sum_g (sum_k xq[g*G+k] * wq[r*stride+g*G+k]) as f32 * ws[r*G'+g] * xs[g]`
+    /// where `G' = stride / group`, adding groups left to right in f32.
+    fn matmul_q8(&self, out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize);
+}
+
+/// The best kernels for the machine this runs on.
+pub fn best() -> &'static dyn Kernels {
+    &Scalar
+}

@@ -1,0 +1,42 @@
+//! The scalar reference kernels, in llama2.c's operation order.
+
+use super::Kernels;
+
+/// Plain loops; the twin every fast kernel is tested against.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Scalar;
+
+impl Kernels for Scalar {
+    fn name(&self) -> &'static str {
+        "scalar"
+    }
+
+    fn matmul_f32(&self, out: &mut [f32], w: &[f32], x: &[f32]) {
+        let n = x.len();
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+            let mut val = 0.0f32;
+            for (a, b) in row.iter().zip(x) {
+                val += a * b;
+            }
+            *o = val;
+        }
+    }
+
+    fn matmul_q8(&self, out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) {
+        let stride = xq.len();
+        let groups = stride / group;
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = &wq[r * stride..(r + 1) * stride];
+            let scales = &ws[r * groups..(r + 1) * groups];
+            let mut val = 0.0f32;
+            for (g, (wg, xg)) in row.chunks_exact(group).zip(xq.chunks_exact(group)).enumerate() {
+                let mut ival = 0i32;
+                for (a, b) in wg.iter().zip(xg) {
+                    ival += *a as i32 * *b as i32;
+                }
+                val += ival as f32 * scales[g] * xs[g];
+            }
+            *o = val;
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! esp-llm engine: a portable, `no_std` re-implementation of Karpathy's llama2.c inference.
+//!
+//! Bytes flow one way: a checkpoint is parsed zero-copy from a byte slice into borrowed weight
+//! views ([`checkpoint`], [`model`]), the transformer step ([`forward`]) turns a token and a
+//! position into logits, the [`sampler`] picks the next token and the [`tokenizer`] turns it into
+//! bytes. [`generate`] ties them together as an iterator of events. Nothing in this crate knows
+//! where the bytes came from (file, mmap, flash) or where the text goes.
+//!
+//! The arithmetic follows llama2.c's `run.c` (fp32) and `runq.c` (int8 Q8_0) operation by
+//! operation, so that the same model, prompt and seed give the same tokens.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+
+extern crate alloc;
+
+pub mod chat;
+pub mod checkpoint;
+pub mod error;
+pub mod forward;
+pub mod generate;
+pub mod kernels;
+pub mod model;
+pub mod parallel;
+pub mod sampler;
+pub mod state;
+pub mod tokenizer;
+
+pub use checkpoint::{Checkpoint, Format};
+pub use error::Error;
+pub use forward::Transformer;
+pub use generate::{Event, Generator, Stop};
+pub use model::Config;
+pub use sampler::Sampler;
+pub use tokenizer::Tokenizer;
+
+/// The token id llama2.c uses for beginning-of-sequence; generation stops when it is sampled.
+pub const BOS: u32 = 1;
+/// The token id for end-of-sequence; chat mode ends the assistant's turn on it.
+pub const EOS: u32 = 2;
