@@ -126,10 +126,7 @@ fn f32_layers<'a>(
 ) -> Result<Vec<Matrix<'a>>> {
     let per = mul(section, mul(section, rows, cols)?, 4)?;
     let bytes = r.take(section, mul(section, per, n_layers)?)?;
-    bytes
-        .chunks_exact(per)
-        .map(|b| Matrix::f32(Floats::from_le_bytes(b), rows, cols))
-        .collect()
+    bytes.chunks_exact(per).map(|b| Matrix::f32(Floats::from_le_bytes(b), rows, cols)).collect()
 }
 
 /// Reads one f32 matrix.
@@ -197,8 +194,7 @@ fn parse_v0(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
     let rope = mul("freq_cis", mul("freq_cis", c.seq_len, c.head_size() / 2)?, 4)?;
     r.take("freq_cis_real", rope)?;
     r.take("freq_cis_imag", rope)?;
-    let wcls =
-        if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
+    let wcls = if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
     r.finish()?;
     Ok(Checkpoint {
         config: c,
@@ -249,7 +245,8 @@ fn parse_versioned(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
             for (i, (name, shape)) in shapes.iter().enumerate() {
                 mats[i] = f32_layers(&mut r, name, l, *shape)?;
             }
-            let wcls = if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
+            let wcls =
+                if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
             (Format::V1, emb, wcls)
         }
         Some(gs) => {
@@ -261,7 +258,9 @@ fn parse_versioned(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
                 });
             }
             let gs = gs as usize;
-            for (tensor, len) in [("rows of length dim", d), ("w2 (rows of length hidden_dim)", c.hidden_dim)] {
+            for (tensor, len) in
+                [("rows of length dim", d), ("w2 (rows of length hidden_dim)", c.hidden_dim)]
+            {
                 if len % gs != 0 {
                     return Err(Error::BadGroupSize { tensor, group_size: gs, row_len: len });
                 }
@@ -274,7 +273,11 @@ fn parse_versioned(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
                 }
                 mats[i] = layers;
             }
-            let wcls = if c.shared_classifier { None } else { Some(q8_matrix(&mut r, "wcls", (v, d), gs)?) };
+            let wcls = if c.shared_classifier {
+                None
+            } else {
+                Some(q8_matrix(&mut r, "wcls", (v, d), gs)?)
+            };
             (Format::V2 { group_size: gs }, emb, wcls)
         }
     };
