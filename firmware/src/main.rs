@@ -1,0 +1,346 @@
+//! esp-llm firmware: llama2.c stories on an ESP32, prompts over serial.
+//!
+//! Board: ESP32-S3 with 8 MB octal PSRAM and 16 MB flash (e.g. ESP32-S3-LCD-2), or an
+//! ESP32-P4, ESP32-C6 or ESP32-C3 DevKit (one chip feature each; `build.sh` selects it).
+//! Memory: the model container is copied from the `model` flash partition into internal SRAM
+//! when it fits with room to spare, else into PSRAM; the context is capped to what the KV
+//! cache can hold in what is left. Flash layout: `partitions-4mb.csv` / `partitions-16mb.csv`.
+//! Console: UART0 at 115200 baud and USB-Serial-JTAG; a line is answered on its own port.
+//!
+//! Everything that can be tested without a chip (line assembly, commands, partition table,
+//! container, context planning, the dual-core protocol) is in `crates/board`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod console;
+#[cfg(feature = "dual-core")]
+mod cores;
+mod storage;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use console::{Console, Port};
+use core::fmt::Write;
+use esp_backtrace as _;
+use esp_hal::clock::CpuClock;
+use esp_hal::time::Instant;
+use esp_hal::uart::{self, Uart};
+use esp_llm_board::command::{self, Command, Settings, HELP};
+use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
+use esp_llm_board::plan::context_cap;
+use esp_llm_board::summary::Summary;
+use esp_llm_engine::parallel::{Serial, Workers};
+use esp_llm_engine::{kernels, Checkpoint, Format, Event, Generator, Sampler, Tokenizer, Transformer};
+
+esp_bootloader_esp_idf::esp_app_desc!();
+
+#[cfg(feature = "esp32s3")]
+const CHIP: &str = "ESP32-S3";
+#[cfg(feature = "esp32p4")]
+const CHIP: &str = "ESP32-P4";
+#[cfg(feature = "esp32c6")]
+const CHIP: &str = "ESP32-C6";
+#[cfg(feature = "esp32c3")]
+const CHIP: &str = "ESP32-C3";
+
+/// Longest accepted line in bytes (prompts are short; longer lines are rejected whole).
+const LINE_MAX: usize = 512;
+/// RAM kept free after planning the context, for the REPL and the sampler's buffers.
+const STATE_MARGIN: usize = 24 * 1024;
+/// The prompt `/bench` runs greedily.
+const BENCH_PROMPT: &str = "Once upon a time";
+
+/// The model, ready to generate.
+struct Model {
+    transformer: Transformer<'static>,
+    tokenizer: Tokenizer<'static>,
+    loaded: storage::Loaded,
+    format: Format,
+    /// The model's own context length; `transformer.config.seq_len` is the capped one.
+    seq_len: usize,
+    cap: usize,
+}
+
+#[esp_hal::main]
+fn main() -> ! {
+    let p = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
+
+    // Heap: bootloader-reclaimed RAM, a static block, and PSRAM where the chip has it.
+    esp_alloc::heap_allocator!(#[esp_hal::ram(reclaimed)] size: 64 * 1024);
+    #[cfg(feature = "esp32c3")]
+    esp_alloc::heap_allocator!(size: 200 * 1024);
+    #[cfg(feature = "esp32c6")]
+    esp_alloc::heap_allocator!(size: 300 * 1024);
+    #[cfg(any(feature = "esp32s3", feature = "esp32p4"))]
+    esp_alloc::heap_allocator!(size: 256 * 1024);
+    #[cfg(feature = "psram")]
+    esp_alloc::psram_allocator!(p.PSRAM, esp_hal::psram);
+
+    let uart_config = uart::Config::default().with_baudrate(115_200);
+    #[cfg(feature = "esp32c3")]
+    let (rx, tx) = (p.GPIO20, p.GPIO21);
+    #[cfg(feature = "esp32c6")]
+    let (rx, tx) = (p.GPIO17, p.GPIO16);
+    #[cfg(feature = "esp32s3")]
+    let (rx, tx) = (p.GPIO44, p.GPIO43);
+    #[cfg(feature = "esp32p4")]
+    let (rx, tx) = (p.GPIO38, p.GPIO37);
+    let uart = Uart::new(p.UART0, uart_config).expect("UART0 config").with_rx(rx).with_tx(tx);
+    let mut con = Console::new(
+        uart,
+        #[cfg(feature = "usb-serial-jtag")]
+        esp_hal::usb::usb_serial_jtag::UsbSerialJtag::new(p.USB_DEVICE),
+    );
+
+    let _ = write!(con.out(Port::Uart), "\nesp-llm on {CHIP}\n");
+    let mut flash = esp_storage::FlashStorage::new(p.FLASH);
+    let loaded = storage::load(&mut flash);
+
+    #[cfg(feature = "dual-core")]
+    let workers: Box<dyn Workers> = match cores::start(p.CPU_CTRL) {
+        Ok(two) => Box::new(two),
+        Err(e) => {
+            let _ = write!(con.out(Port::Uart), "second core: {e}; running on one core\n");
+            Box::new(Serial)
+        }
+    };
+    #[cfg(not(feature = "dual-core"))]
+    let workers: Box<dyn Workers> = Box::new(Serial);
+
+    let mut model = match loaded.and_then(|l| prepare(l, workers)) {
+        Ok(m) => Some(m),
+        Err(msg) => {
+            let _ = write!(
+                con.out(Port::Uart),
+                "no model: {msg}\nFlash one with: espflash write-bin <model partition offset> model.ellm\n\
+                 (see firmware/README.md). The REPL runs without it.\n"
+            );
+            None
+        }
+    };
+    if let Some(m) = &model {
+        let _ = write!(con.out(Port::Uart), "{}", ModelLine(m));
+    }
+    let _ = write!(con.out(Port::Uart), "type a prompt, or /help\n> ");
+
+    let mut settings = Settings::default();
+    let mut echo = true;
+    let mut lines: [LineAssembler<LINE_MAX>; 2] = [LineAssembler::new(), LineAssembler::new()];
+    let mut buf = [0u8; 64];
+    loop {
+        for &port in con.ports() {
+            let n = con.read(port, &mut buf);
+            if con.uart_overrun {
+                con.uart_overrun = false;
+                let _ = write!(con.out(Port::Uart), "\n(input overrun: some bytes were lost)\n");
+            }
+            let asm = &mut lines[port as usize];
+            for &b in &buf[..n] {
+                let Some(ev) = asm.push(b) else {
+                    if echo && (b == 0x08 || b == 0x7f) {
+                        con.write(port, b"\x08 \x08");
+                    } else if echo && !asm.overflowed() && b >= 0x20 {
+                        con.write(port, &[b]);
+                    }
+                    continue;
+                };
+                if echo {
+                    con.write(port, b"\r\n");
+                }
+                match ev {
+                    LineEvent::Line(line) => {
+                        let line = String::from(line);
+                        handle(&line, port, &mut con, &mut settings, &mut echo, model.as_mut());
+                    }
+                    LineEvent::TooLong { limit } => {
+                        let _ = write!(con.out(port), "line too long (over {limit} bytes), ignored\n");
+                    }
+                    LineEvent::NotUtf8 { at } => {
+                        let _ = write!(con.out(port), "line is not UTF-8 (byte {at}), ignored\n");
+                    }
+                    LineEvent::Interrupt => {
+                        let _ = write!(con.out(port), "^C\n");
+                    }
+                }
+                let _ = write!(con.out(port), "> ");
+            }
+        }
+    }
+}
+
+/// Parses the container, sizes the context and builds the transformer.
+fn prepare(loaded: storage::Loaded, workers: Box<dyn Workers>) -> Result<Model, String> {
+    use alloc::format;
+    let ckpt = Checkpoint::parse(loaded.container.checkpoint).map_err(|e| format!("checkpoint: {e}"))?;
+    let tokenizer = Tokenizer::from_bytes(loaded.container.tokenizer, ckpt.config.vocab_size)
+        .map_err(|e| format!("tokenizer: {e}"))?;
+    let (format, seq_len) = (ckpt.format, ckpt.config.seq_len);
+    let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN);
+    let cap = context_cap(&ckpt.config, &ckpt.weights, budget)
+        .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
+    let transformer = Transformer::with_options(ckpt, Some(cap), kernels::best(), workers)
+        .map_err(|e| format!("model: {e}"))?;
+    Ok(Model { transformer, tokenizer, loaded, format, seq_len, cap })
+}
+
+struct ModelLine<'a>(&'a Model);
+
+impl core::fmt::Display for ModelLine<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        let c = &m.transformer.config;
+        writeln!(
+            f,
+            "model: dim {} hidden {} layers {} heads {}/{} vocab {} context {} (cap {}), {} bytes in {}",
+            c.dim,
+            c.hidden_dim,
+            c.n_layers,
+            c.n_heads,
+            c.n_kv_heads,
+            c.vocab_size,
+            m.seq_len,
+            m.cap,
+            m.loaded.bytes,
+            m.loaded.place.name()
+        )
+    }
+}
+
+fn handle(line: &str, port: Port, con: &mut Console<'_>, s: &mut Settings, echo: &mut bool, model: Option<&mut Model>) {
+    let cmd = match command::parse(line) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = write!(con.out(port), "{e}\n");
+            return;
+        }
+    };
+    if s.apply(&cmd) {
+        let _ = write!(
+            con.out(port),
+            "temp {} topp {} seed {} steps {}\n",
+            s.temperature, s.topp, s.seed, s.steps
+        );
+        return;
+    }
+    match cmd {
+        Command::Help => {
+            let _ = write!(con.out(port), "{HELP}\n");
+        }
+        Command::Echo(on) => *echo = on,
+        Command::Info => info(con.out(port), model.as_deref()),
+        Command::Prompt(text) => match model {
+            Some(m) => run(con, port, m, text, s, true),
+            None => {
+                let _ = write!(con.out(port), "no model loaded (see the boot message, or /info)\n");
+            }
+        },
+        Command::Bench => match model {
+            Some(m) => {
+                let greedy = Settings { temperature: 0.0, ..*s };
+                let _ = write!(con.out(port), "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}\n", greedy.steps);
+                run(con, port, m, BENCH_PROMPT, &greedy, false);
+            }
+            None => {
+                let _ = write!(con.out(port), "no model loaded\n");
+            }
+        },
+        _ => {}
+    }
+}
+
+fn info(mut out: console::Out<'_, '_>, model: Option<&Model>) {
+    use esp_alloc::MemoryCapability::{External, Internal};
+    let _ = write!(out, "chip: {CHIP}, CPU clock {:?}\n", CpuClock::max());
+    let _ = write!(
+        out,
+        "free heap: internal SRAM {} bytes, PSRAM {} bytes\n",
+        esp_alloc::HEAP.free_caps(Internal.into()),
+        esp_alloc::HEAP.free_caps(External.into())
+    );
+    match model {
+        Some(m) => {
+            let _ = write!(out, "{}", ModelLine(m));
+            let p = &m.loaded.partition;
+            let _ = write!(
+                out,
+                "partition '{}' at 0x{:x}, {} bytes; weights {}, copied to {}\n",
+                p.label(),
+                p.offset,
+                p.size,
+                m.format,
+                m.loaded.place.name()
+            );
+            let st = m.transformer.state_size();
+            let _ = write!(
+                out,
+                "context cap {} of {} positions (KV cache {} bytes, activations {} bytes)\n",
+                m.cap,
+                m.seq_len,
+                st.kv_cache,
+                st.activations
+            );
+            let _ = write!(
+                out,
+                "kernels: {}, workers: {}\n",
+                m.transformer.kernels().name(),
+                m.transformer.worker_count()
+            );
+        }
+        None => {
+            let _ = write!(out, "no model loaded\n");
+        }
+    }
+}
+
+/// Generates one story on `port`, streaming text if `print`; Ctrl-C on any port stops it.
+fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Settings, print: bool) {
+    let vocab = m.transformer.config.vocab_size;
+    let mut sampler = match Sampler::new(vocab, s.temperature, s.topp, s.seed) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = write!(con.out(port), "sampler: {e}\n");
+            return;
+        }
+    };
+    let tokens = m.tokenizer.encode(prompt.as_bytes());
+    let gen = match Generator::new(&mut m.transformer, &m.tokenizer, &mut sampler, tokens, s.steps) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = write!(con.out(port), "{e}\n");
+            return;
+        }
+    };
+    con.flush();
+    let start = Instant::now();
+    let mut n = 0usize;
+    let mut buf = [0u8; 64];
+    let mut interrupted = false;
+    for ev in gen {
+        match ev {
+            Ok(Event::Token { text, .. }) => {
+                n += 1;
+                if print {
+                    con.out(port).bytes(text);
+                }
+            }
+            Ok(Event::Done(_)) => break,
+            Err(e) => {
+                let _ = write!(con.out(port), "\nerror: {e}\n");
+                break;
+            }
+        }
+        // Ctrl-C from any port stops the story; other bytes typed meanwhile are dropped.
+        for &p in con.ports() {
+            let k = con.read(p, &mut buf);
+            interrupted |= buf[..k].contains(&CTRL_C);
+        }
+        if interrupted {
+            break;
+        }
+    }
+    let micros = start.elapsed().as_micros();
+    let _ = write!(con.out(port), "{}\n", if interrupted { "\n^C" } else { "" });
+    let _ = write!(con.out(port), "{}\n", Summary { tokens: n, micros });
+}

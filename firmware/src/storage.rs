@@ -1,0 +1,91 @@
+//! The model partition: find it in the partition table, check the container, and copy it into
+//! RAM (internal SRAM when it fits with room to spare, else PSRAM).
+//!
+//! Flash is read through esp-storage's ROM-backed reads, before the second core starts (flash
+//! operations and a running second core do not mix on dual-core chips).
+
+use alloc::format;
+use alloc::string::String;
+use core::alloc::Layout;
+use esp_llm_board::container::{Container, Header, HEADER_LEN};
+use esp_llm_board::partition::{self, Partition, TABLE_MAX_LEN, TABLE_OFFSET};
+use esp_storage::FlashStorage;
+
+/// Internal SRAM to keep free for the run state, stacks and the REPL when choosing where the
+/// model goes.
+pub const INTERNAL_RESERVE: usize = 96 * 1024;
+
+/// Where the model's bytes ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Internal,
+    #[cfg(feature = "psram")]
+    Psram,
+}
+
+impl Place {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Place::Internal => "internal SRAM",
+            #[cfg(feature = "psram")]
+            Place::Psram => "PSRAM",
+        }
+    }
+}
+
+pub struct Loaded {
+    pub partition: Partition,
+    pub container: Container<'static>,
+    pub place: Place,
+    pub bytes: usize,
+}
+
+/// Finds `model`, reads and verifies the container. Errors are messages for the user.
+pub fn load(flash: &mut FlashStorage<'_>) -> Result<Loaded, String> {
+    let mut table = [0u8; TABLE_MAX_LEN];
+    flash.read(TABLE_OFFSET, &mut table).map_err(|e| format!("cannot read the partition table: {e:?}"))?;
+    let part = partition::find_model(&table).map_err(|e| format!("{e}"))?;
+    let mut head = [0u8; HEADER_LEN];
+    flash.read(part.offset, &mut head).map_err(|e| format!("cannot read the model partition: {e:?}"))?;
+    let header = Header::parse(&head, u64::from(part.size)).map_err(|e| format!("{e}"))?;
+    let len = header.total_len() as usize; // <= partition size, checked by parse
+    let (buf, place) = alloc_model(len).ok_or_else(|| {
+        format!(
+            "the model needs {len} bytes of RAM, the largest free is {} bytes",
+            esp_alloc::HEAP.free()
+        )
+    })?;
+    flash.read(part.offset, buf).map_err(|e| format!("cannot read the model partition: {e:?}"))?;
+    let container = Container::parse(buf).map_err(|e| format!("{e}"))?;
+    Ok(Loaded { partition: part, container, place, bytes: len })
+}
+
+/// A 16-byte aligned buffer that lives for the rest of the program.
+fn alloc_model(len: usize) -> Option<(&'static mut [u8], Place)> {
+    let layout = Layout::from_size_align(len.max(1), 16).ok()?;
+    let internal = esp_alloc::HEAP.free_caps(esp_alloc::MemoryCapability::Internal.into());
+    let mut tries: [(Option<Place>, bool); 2] = [(None, false); 2];
+    tries[0] = (Some(Place::Internal), internal >= len + INTERNAL_RESERVE);
+    #[cfg(feature = "psram")]
+    {
+        tries[1] = (Some(Place::Psram), true);
+    }
+    for (place, ok) in tries {
+        let (Some(place), true) = (place, ok) else { continue };
+        let caps = match place {
+            Place::Internal => esp_alloc::MemoryCapability::Internal,
+            #[cfg(feature = "psram")]
+            Place::Psram => esp_alloc::MemoryCapability::External,
+        };
+        // SAFETY: a valid non-zero-size layout; the block is never freed, so handing out a
+        // 'static slice is sound. It is zeroed first so no uninitialised byte is ever read.
+        unsafe {
+            let p = esp_alloc::HEAP.alloc_caps(caps.into(), layout);
+            if !p.is_null() {
+                core::ptr::write_bytes(p, 0, len);
+                return Some((core::slice::from_raw_parts_mut(p, len), place));
+            }
+        }
+    }
+    None
+}
