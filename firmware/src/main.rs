@@ -15,6 +15,8 @@
 extern crate alloc;
 
 mod console;
+#[cfg(feature = "flash-map")]
+mod flashmap;
 #[cfg(feature = "dual-core")]
 mod cores;
 mod storage;

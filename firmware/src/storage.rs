@@ -1,5 +1,6 @@
 //! The model partition: find it in the partition table, check the container, and copy it into
-//! RAM (internal SRAM when it fits with room to spare, else PSRAM).
+//! RAM (internal SRAM when it fits with room to spare, else PSRAM), or else read it in place
+//! through the flash MMU (`flashmap`).
 //!
 //! Flash is read through esp-storage's ROM-backed reads, before the second core starts (flash
 //! operations and a running second core do not mix on dual-core chips).
@@ -19,6 +20,8 @@ pub const INTERNAL_RESERVE: usize = 96 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
     Internal,
+    #[cfg(feature = "flash-map")]
+    Flash,
     #[cfg(feature = "psram")]
     Psram,
 }
@@ -27,6 +30,8 @@ impl Place {
     pub fn name(&self) -> &'static str {
         match self {
             Place::Internal => "internal SRAM",
+            #[cfg(feature = "flash-map")]
+            Place::Flash => "flash (mapped, read in place)",
             #[cfg(feature = "psram")]
             Place::Psram => "PSRAM",
         }
@@ -49,14 +54,22 @@ pub fn load(flash: &mut FlashStorage<'_>) -> Result<Loaded, String> {
     flash.read(part.offset, &mut head).map_err(|e| format!("cannot read the model partition: {e:?}"))?;
     let header = Header::parse(&head, u64::from(part.size)).map_err(|e| format!("{e}"))?;
     let len = header.total_len() as usize; // <= partition size, checked by parse
-    let (buf, place) = alloc_model(len).ok_or_else(|| {
-        format!(
-            "the model needs {len} bytes of RAM, the largest free is {} bytes",
-            esp_alloc::HEAP.free()
-        )
-    })?;
-    flash.read(part.offset, buf).map_err(|e| format!("cannot read the model partition: {e:?}"))?;
-    let container = Container::parse(buf).map_err(|e| format!("{e}"))?;
+    let (bytes, place): (&'static [u8], Place) = match alloc_model(len) {
+        Some((buf, place)) => {
+            flash.read(part.offset, buf).map_err(|e| format!("cannot read the model partition: {e:?}"))?;
+            (buf, place)
+        }
+        #[cfg(feature = "flash-map")]
+        None => (crate::flashmap::map(part.offset, len)?, Place::Flash),
+        #[cfg(not(feature = "flash-map"))]
+        None => {
+            return Err(format!(
+                "the model needs {len} bytes of RAM, {} bytes are free",
+                esp_alloc::HEAP.free()
+            ))
+        }
+    };
+    let container = Container::parse(bytes).map_err(|e| format!("{e}"))?;
     Ok(Loaded { partition: part, container, place, bytes: len })
 }
 
@@ -74,6 +87,8 @@ fn alloc_model(len: usize) -> Option<(&'static mut [u8], Place)> {
         let (Some(place), true) = (place, ok) else { continue };
         let caps = match place {
             Place::Internal => esp_alloc::MemoryCapability::Internal,
+            #[cfg(feature = "flash-map")]
+            Place::Flash => continue,
             #[cfg(feature = "psram")]
             Place::Psram => esp_alloc::MemoryCapability::External,
         };

@@ -199,6 +199,17 @@ impl Workers for TwoCores<'_> {
     }
 }
 
+/// Lets a borrowed pair serve a transformer while the owner keeps it (to `stop` it later).
+impl Workers for &TwoCores<'_> {
+    fn count(&self) -> usize {
+        (**self).count()
+    }
+
+    fn run(&self, job: &(dyn Fn(usize) + Sync)) {
+        (**self).run(job)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

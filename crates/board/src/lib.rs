@@ -18,3 +18,4 @@ pub mod line;
 pub mod md5;
 pub mod partition;
 pub mod summary;
+pub mod plan;

@@ -1,0 +1,74 @@
+//! How long a context fits in the memory left after the weights are placed.
+//!
+//! The KV cache grows linearly with the context (`2 * n_layers * seq_len * kv_dim` f32s), the
+//! activations barely; the engine's [`RunState::size`] gives both for any `seq_len`, so the cap
+//! is the largest `seq_len` whose state fits the budget, found by bisection.
+
+use esp_llm_engine::model::{Config, Weights};
+use esp_llm_engine::state::RunState;
+
+/// The largest context in `1..=config.seq_len` whose run state fits in `budget` bytes, or
+/// `None` if not even one position fits.
+pub fn context_cap(config: &Config, weights: &Weights<'_>, budget: usize) -> Option<usize> {
+    let fits = |seq: usize| RunState::size(config, weights, seq).map(|s| s.total() <= budget).unwrap_or(false);
+    if config.seq_len == 0 || !fits(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1, config.seq_len); // fits(lo) holds
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use esp_llm_engine::Checkpoint;
+    use std::path::PathBuf;
+
+    /// `$ESP_LLM_MODELS`, else the nearest ancestor's `shared/models`.
+    pub(crate) fn models_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("ESP_LLM_MODELS") {
+            return Some(PathBuf::from(d));
+        }
+        let mut dir = std::env::current_dir().ok()?;
+        loop {
+            let cand = dir.join("shared/models");
+            if cand.is_dir() {
+                return Some(cand);
+            }
+            if !dir.pop() {
+                return None;
+            }
+        }
+    }
+
+    #[test]
+    fn cap_is_the_largest_context_that_fits() {
+        let Some(dir) = models_dir() else {
+            eprintln!("skipped: no shared/models");
+            return;
+        };
+        for name in ["stories260K.bin", "stories260K_q80.bin"] {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            let ckpt = Checkpoint::parse(&bytes).unwrap();
+            let (c, w) = (&ckpt.config, &ckpt.weights);
+            let full = RunState::size(c, w, c.seq_len).unwrap().total();
+            assert_eq!(context_cap(c, w, full), Some(c.seq_len), "{name}");
+            assert_eq!(context_cap(c, w, usize::MAX), Some(c.seq_len));
+            for budget in [full - 1, full / 2, full / 7] {
+                let cap = context_cap(c, w, budget).unwrap();
+                assert!(RunState::size(c, w, cap).unwrap().total() <= budget);
+                assert!(RunState::size(c, w, cap + 1).unwrap().total() > budget, "{name} {budget}");
+            }
+            let one = RunState::size(c, w, 1).unwrap().total();
+            assert_eq!(context_cap(c, w, one - 1), None);
+        }
+    }
+}
