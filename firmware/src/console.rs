@@ -8,9 +8,9 @@
 use core::fmt;
 use esp_hal::time::{Duration, Instant};
 use esp_hal::uart::Uart;
-use esp_hal::Blocking;
 #[cfg(feature = "usb-serial-jtag")]
 use esp_hal::usb::usb_serial_jtag::UsbSerialJtag;
+use esp_hal::Blocking;
 
 /// How long a USB write may wait for the host before the port is considered closed.
 #[cfg(feature = "usb-serial-jtag")]
@@ -35,7 +35,10 @@ pub struct Console<'d> {
 }
 
 impl<'d> Console<'d> {
-    pub fn new(uart: Uart<'d, Blocking>, #[cfg(feature = "usb-serial-jtag")] usb: UsbSerialJtag<'d, Blocking>) -> Self {
+    pub fn new(
+        uart: Uart<'d, Blocking>,
+        #[cfg(feature = "usb-serial-jtag")] usb: UsbSerialJtag<'d, Blocking>,
+    ) -> Self {
         Console {
             uart,
             #[cfg(feature = "usb-serial-jtag")]

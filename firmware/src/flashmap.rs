@@ -67,7 +67,9 @@ mod mmu {
     pub fn set(e: u32, page: u32) {
         select(e);
         // SAFETY: the entry was not valid (unused), and `page` fits the 9-bit field.
-        SPI0::regs().mmu_item_content().write(|w| unsafe { w.paddr().bits(page as u16).valid().set_bit() });
+        SPI0::regs()
+            .mmu_item_content()
+            .write(|w| unsafe { w.paddr().bits(page as u16).valid().set_bit() });
     }
 }
 
@@ -79,7 +81,8 @@ pub fn map(paddr: u32, len: usize) -> Result<&'static [u8], String> {
     let pages = (len as u32).div_ceil(PAGE).max(1);
     #[cfg(feature = "esp32c6")]
     {
-        let code = esp_hal::peripherals::SPI0::regs().mmu_power_ctrl().read().spi_mmu_page_size().bits();
+        let code =
+            esp_hal::peripherals::SPI0::regs().mmu_power_ctrl().read().spi_mmu_page_size().bits();
         if code != 0 {
             return Err(format!("flash MMU page size is not 64 KB (code {code})"));
         }
@@ -100,7 +103,8 @@ pub fn map(paddr: u32, len: usize) -> Result<&'static [u8], String> {
             run = 0;
         }
     }
-    let first = first.ok_or_else(|| format!("no run of {pages} free flash MMU entries to map the model"))?;
+    let first = first
+        .ok_or_else(|| format!("no run of {pages} free flash MMU entries to map the model"))?;
     for i in 0..pages {
         mmu::set(first + i, paddr / PAGE + i);
     }

@@ -15,10 +15,10 @@
 extern crate alloc;
 
 mod console;
-#[cfg(feature = "flash-map")]
-mod flashmap;
 #[cfg(feature = "dual-core")]
 mod cores;
+#[cfg(feature = "flash-map")]
+mod flashmap;
 mod storage;
 
 use alloc::boxed::Box;
@@ -34,7 +34,9 @@ use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
 use esp_llm_board::plan::context_cap;
 use esp_llm_board::summary::Summary;
 use esp_llm_engine::parallel::{Serial, Workers};
-use esp_llm_engine::{kernels, Checkpoint, Format, Event, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{
+    kernels, Checkpoint, Event, Format, Generator, Sampler, Tokenizer, Transformer,
+};
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -157,7 +159,8 @@ fn main() -> ! {
                         handle(&line, port, &mut con, &mut settings, &mut echo, model.as_mut());
                     }
                     LineEvent::TooLong { limit } => {
-                        let _ = write!(con.out(port), "line too long (over {limit} bytes), ignored\n");
+                        let _ =
+                            write!(con.out(port), "line too long (over {limit} bytes), ignored\n");
                     }
                     LineEvent::NotUtf8 { at } => {
                         let _ = write!(con.out(port), "line is not UTF-8 (byte {at}), ignored\n");
@@ -175,7 +178,8 @@ fn main() -> ! {
 /// Parses the container, sizes the context and builds the transformer.
 fn prepare(loaded: storage::Loaded, workers: Box<dyn Workers>) -> Result<Model, String> {
     use alloc::format;
-    let ckpt = Checkpoint::parse(loaded.container.checkpoint).map_err(|e| format!("checkpoint: {e}"))?;
+    let ckpt =
+        Checkpoint::parse(loaded.container.checkpoint).map_err(|e| format!("checkpoint: {e}"))?;
     let tokenizer = Tokenizer::from_bytes(loaded.container.tokenizer, ckpt.config.vocab_size)
         .map_err(|e| format!("tokenizer: {e}"))?;
     let (format, seq_len) = (ckpt.format, ckpt.config.seq_len);
@@ -210,7 +214,14 @@ impl core::fmt::Display for ModelLine<'_> {
     }
 }
 
-fn handle(line: &str, port: Port, con: &mut Console<'_>, s: &mut Settings, echo: &mut bool, model: Option<&mut Model>) {
+fn handle(
+    line: &str,
+    port: Port,
+    con: &mut Console<'_>,
+    s: &mut Settings,
+    echo: &mut bool,
+    model: Option<&mut Model>,
+) {
     let cmd = match command::parse(line) {
         Ok(c) => c,
         Err(e) => {
@@ -222,7 +233,10 @@ fn handle(line: &str, port: Port, con: &mut Console<'_>, s: &mut Settings, echo:
         let _ = write!(
             con.out(port),
             "temp {} topp {} seed {} steps {}\n",
-            s.temperature, s.topp, s.seed, s.steps
+            s.temperature,
+            s.topp,
+            s.seed,
+            s.steps
         );
         return;
     }
@@ -241,7 +255,11 @@ fn handle(line: &str, port: Port, con: &mut Console<'_>, s: &mut Settings, echo:
         Command::Bench => match model {
             Some(m) => {
                 let greedy = Settings { temperature: 0.0, ..*s };
-                let _ = write!(con.out(port), "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}\n", greedy.steps);
+                let _ = write!(
+                    con.out(port),
+                    "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}\n",
+                    greedy.steps
+                );
                 run(con, port, m, BENCH_PROMPT, &greedy, false);
             }
             None => {
@@ -278,10 +296,7 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>) {
             let _ = write!(
                 out,
                 "context cap {} of {} positions (KV cache {} bytes, activations {} bytes)\n",
-                m.cap,
-                m.seq_len,
-                st.kv_cache,
-                st.activations
+                m.cap, m.seq_len, st.kv_cache, st.activations
             );
             let _ = write!(
                 out,
@@ -307,7 +322,8 @@ fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Setti
         }
     };
     let tokens = m.tokenizer.encode(prompt.as_bytes());
-    let gen = match Generator::new(&mut m.transformer, &m.tokenizer, &mut sampler, tokens, s.steps) {
+    let gen = match Generator::new(&mut m.transformer, &m.tokenizer, &mut sampler, tokens, s.steps)
+    {
         Ok(g) => g,
         Err(e) => {
             let _ = write!(con.out(port), "{e}\n");

@@ -48,15 +48,21 @@ pub struct Loaded {
 /// Finds `model`, reads and verifies the container. Errors are messages for the user.
 pub fn load(flash: &mut FlashStorage<'_>) -> Result<Loaded, String> {
     let mut table = [0u8; TABLE_MAX_LEN];
-    flash.read(TABLE_OFFSET, &mut table).map_err(|e| format!("cannot read the partition table: {e:?}"))?;
+    flash
+        .read(TABLE_OFFSET, &mut table)
+        .map_err(|e| format!("cannot read the partition table: {e:?}"))?;
     let part = partition::find_model(&table).map_err(|e| format!("{e}"))?;
     let mut head = [0u8; HEADER_LEN];
-    flash.read(part.offset, &mut head).map_err(|e| format!("cannot read the model partition: {e:?}"))?;
+    flash
+        .read(part.offset, &mut head)
+        .map_err(|e| format!("cannot read the model partition: {e:?}"))?;
     let header = Header::parse(&head, u64::from(part.size)).map_err(|e| format!("{e}"))?;
     let len = header.total_len() as usize; // <= partition size, checked by parse
     let (bytes, place): (&'static [u8], Place) = match alloc_model(len) {
         Some((buf, place)) => {
-            flash.read(part.offset, buf).map_err(|e| format!("cannot read the model partition: {e:?}"))?;
+            flash
+                .read(part.offset, buf)
+                .map_err(|e| format!("cannot read the model partition: {e:?}"))?;
             (buf, place)
         }
         #[cfg(feature = "flash-map")]

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
         let ckpt = read(ckpt_path)?;
         let tok = read(tok_path)?;
         let parsed = Checkpoint::parse(&ckpt).map_err(|e| format!("{ckpt_path}: {e}"))?;
-        Tokenizer::from_bytes(&tok, parsed.config.vocab_size).map_err(|e| format!("{tok_path}: {e}"))?;
+        Tokenizer::from_bytes(&tok, parsed.config.vocab_size)
+            .map_err(|e| format!("{tok_path}: {e}"))?;
         let blob = container::pack(&ckpt, &tok).map_err(|e| e.to_string())?;
         std::fs::write(out_path, &blob).map_err(|e| format!("{out_path}: {e}"))?;
         println!(

@@ -17,5 +17,5 @@ pub mod crc32;
 pub mod line;
 pub mod md5;
 pub mod partition;
-pub mod summary;
 pub mod plan;
+pub mod summary;

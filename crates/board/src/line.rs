@@ -228,7 +228,7 @@ mod tests {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
-            let b = if s % 20 == 0 { b'\n' } else { (s >> 32) as u8 };
+            let b = if s.is_multiple_of(20) { b'\n' } else { (s >> 32) as u8 };
             if let Some(Event::Line(l)) = a.push(b) {
                 assert!(l.len() <= 16);
             }

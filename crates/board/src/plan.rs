@@ -10,7 +10,9 @@ use esp_llm_engine::state::RunState;
 /// The largest context in `1..=config.seq_len` whose run state fits in `budget` bytes, or
 /// `None` if not even one position fits.
 pub fn context_cap(config: &Config, weights: &Weights<'_>, budget: usize) -> Option<usize> {
-    let fits = |seq: usize| RunState::size(config, weights, seq).map(|s| s.total() <= budget).unwrap_or(false);
+    let fits = |seq: usize| {
+        RunState::size(config, weights, seq).map(|s| s.total() <= budget).unwrap_or(false)
+    };
     if config.seq_len == 0 || !fits(1) {
         return None;
     }

@@ -39,7 +39,12 @@ fn models_dir() -> Option<PathBuf> {
 }
 
 /// Tokens and the bit patterns of every logit of a greedy run.
-fn run(blob: &[u8], workers: Box<dyn Workers + '_>, prompt: &str, temperature: f32) -> (Vec<u32>, Vec<u32>, Vec<u8>) {
+fn run(
+    blob: &[u8],
+    workers: Box<dyn Workers + '_>,
+    prompt: &str,
+    temperature: f32,
+) -> (Vec<u32>, Vec<u32>, Vec<u8>) {
     let c = Container::parse(blob).unwrap();
     let ckpt = Checkpoint::parse(c.checkpoint).unwrap();
     let tok = Tokenizer::from_bytes(c.tokenizer, ckpt.config.vocab_size).unwrap();
@@ -79,9 +84,13 @@ fn two_cores_match_serial_exactly() {
             let serial = run(&blob, Box::new(Serial), prompt, temperature);
             let slot = JobSlot::new();
             let two = std::thread::scope(|s| {
-                let w = TwoCores::start(&slot, |sl| {
-                    s.spawn(move || sl.serve());
-                }, u64::MAX)
+                let w = TwoCores::start(
+                    &slot,
+                    |sl| {
+                        s.spawn(move || sl.serve());
+                    },
+                    u64::MAX,
+                )
                 .unwrap();
                 let jobs = AtomicUsize::new(0);
                 let r = run(&blob, Box::new(Counting(&w, &jobs)), prompt, temperature);
