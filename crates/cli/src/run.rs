@@ -280,8 +280,10 @@ struct StdIo;
 
 impl ChatIo for StdIo {
     fn read_line(&mut self, guide: &str) -> Option<String> {
-        print!("{guide}");
-        std::io::stdout().flush().ok()?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(guide.as_bytes()).ok()?;
+        out.flush().ok()?;
+        drop(out);
         let mut line = String::new();
         match std::io::stdin().lock().read_line(&mut line) {
             Ok(0) | Err(_) => None,
