@@ -11,6 +11,7 @@ macro_rules! outln {
 mod eval;
 mod files;
 mod inspect;
+mod pack;
 mod quantize;
 mod run;
 mod tokenize;
@@ -35,6 +36,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Quantize an fp32 checkpoint to llama2.c's int8 version-2 format (for runq.c and us).
     Quantize(quantize::Args),
+    /// Pack a model and its tokenizer into one aligned, checksummed file for a board.
+    Pack(pack::Args),
     /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
     Eval(eval::Args),
 }
@@ -47,6 +50,7 @@ fn main() {
         Command::Inspect(a) => inspect::main(a),
         Command::Quantize(a) => quantize::main(a),
         Command::Eval(a) => eval::main(a),
+        Command::Pack(a) => pack::main(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.

@@ -16,6 +16,7 @@
 //! Every size is computed with checked arithmetic from the header before anything is sliced, and
 //! the sections must cover the data exactly: a short or long file is an error naming the section.
 
+pub mod bundle;
 pub mod reader;
 
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub enum Format {
         /// Values per scale.
         group_size: usize,
     },
+    /// esp-llm's device bundle (docs/bundle.md): aligned tensors, per-tensor int8 groups,
+    /// tokenizer included, CRC-32.
+    Bundle,
 }
 
 impl core::fmt::Display for Format {
@@ -48,6 +52,7 @@ impl core::fmt::Display for Format {
             Format::V2 { group_size } => {
                 write!(f, "llama2.c v2 (int8 Q8_0, group size {group_size})")
             }
+            Format::Bundle => f.write_str("esp-llm bundle v1"),
         }
     }
 }
@@ -68,7 +73,9 @@ impl<'a> Checkpoint<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let r = Reader::new(bytes);
         let magic = r.peek_u32("header")?;
-        if magic == LLAMA2C_MAGIC {
+        if bundle::is_bundle(bytes) {
+            bundle::Bundle::parse(bytes).map(|b| b.checkpoint)
+        } else if magic == LLAMA2C_MAGIC {
             parse_versioned(r)
         } else {
             parse_v0(r)
