@@ -594,8 +594,7 @@ pub fn pack(
     }
 
     let n = list.len();
-    let mut out = Vec::new();
-    out.resize(HEADER_SIZE, 0);
+    let mut out = alloc::vec![0u8; HEADER_SIZE];
     let directory_offset = push_aligned(&mut out, &alloc::vec![0u8; n * ENTRY_SIZE]);
     let tokenizer_offset = push_aligned(&mut out, tokenizer);
     let mut packed = Vec::with_capacity(n);
