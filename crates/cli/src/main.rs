@@ -12,6 +12,7 @@ mod eval;
 mod files;
 mod inspect;
 mod pack;
+mod plan;
 mod quantize;
 mod run;
 mod tokenize;
@@ -38,6 +39,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Pack a model and its tokenizer into one aligned, checksummed file for a board.
     Pack(pack::Args),
+    /// Plan a model's memory on a chip: SRAM, PSRAM or flash, context cap, speed estimate.
+    Plan(plan::Args),
     /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
     Eval(eval::Args),
 }
@@ -51,6 +54,7 @@ fn main() {
         Command::Quantize(a) => quantize::main(a),
         Command::Eval(a) => eval::main(a),
         Command::Pack(a) => pack::main(a),
+        Command::Plan(a) => plan::main(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.

@@ -21,6 +21,7 @@ pub mod generate;
 pub mod kernels;
 pub mod model;
 pub mod parallel;
+pub mod plan;
 pub mod quantize;
 pub mod sampler;
 pub mod state;
