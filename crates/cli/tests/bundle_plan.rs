@@ -77,7 +77,7 @@ fn plan_puts_int8_weights_in_s3_sram_and_fp32_elsewhere() {
     let v = plan_json(&q8, "esp32c3");
     assert_eq!(v["weights"], "flash");
     let capped = v["seq_len"].as_u64().unwrap();
-    assert!(capped < 512 && capped >= 16, "{capped}");
+    assert!((16..512).contains(&capped), "{capped}");
 }
 
 #[test]
