@@ -2,13 +2,13 @@
 //!
 //! Board: ESP32-S3 with 8 MB octal PSRAM and 16 MB flash (e.g. ESP32-S3-LCD-2), or an
 //! ESP32-P4, ESP32-C6 or ESP32-C3 DevKit (one chip feature each; `build.sh` selects it).
-//! Memory: the model container is copied from the `model` flash partition into internal SRAM
-//! when it fits with room to spare, else into PSRAM; the context is capped to what the KV
-//! cache can hold in what is left. Flash layout: `partitions-4mb.csv` / `partitions-16mb.csv`.
+//! Memory: the model bundle is copied from the `model` flash partition into internal SRAM
+//! when it fits with room to spare, else into PSRAM, else (chips without PSRAM) read in place
+//! through the flash MMU; the context is capped to what the KV cache can hold in what is left. Flash layout: `partitions-4mb.csv` / `partitions-16mb.csv`.
 //! Console: UART0 at 115200 baud and USB-Serial-JTAG; a line is answered on its own port.
 //!
 //! Everything that can be tested without a chip (line assembly, commands, partition table,
-//! container, context planning, the dual-core protocol) is in `crates/board`.
+//! bundle probe, context planning, the dual-core protocol) is in `crates/board`.
 #![no_std]
 #![no_main]
 
@@ -34,9 +34,7 @@ use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
 use esp_llm_board::plan::context_cap;
 use esp_llm_board::summary::Summary;
 use esp_llm_engine::parallel::{Serial, Workers};
-use esp_llm_engine::{
-    kernels, Checkpoint, Event, Format, Generator, Sampler, Tokenizer, Transformer,
-};
+use esp_llm_engine::{kernels, Event, Format, Generator, Sampler, Tokenizer, Transformer};
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -118,7 +116,7 @@ fn main() -> ! {
         Err(msg) => {
             let _ = write!(
                 con.out(Port::Uart),
-                "no model: {msg}\nFlash one with: espflash write-bin <model partition offset> model.ellm\n\
+                "no model: {msg}\nFlash a bundle with: espflash write-bin <model partition offset> model.ellb\n\
                  (see firmware/README.md). The REPL runs without it.\n"
             );
             None
@@ -175,12 +173,11 @@ fn main() -> ! {
     }
 }
 
-/// Parses the container, sizes the context and builds the transformer.
+/// Reads the tokenizer, sizes the context and builds the transformer.
 fn prepare(loaded: storage::Loaded, workers: Box<dyn Workers>) -> Result<Model, String> {
     use alloc::format;
-    let ckpt =
-        Checkpoint::parse(loaded.container.checkpoint).map_err(|e| format!("checkpoint: {e}"))?;
-    let tokenizer = Tokenizer::from_bytes(loaded.container.tokenizer, ckpt.config.vocab_size)
+    let ckpt = loaded.bundle.checkpoint.clone();
+    let tokenizer = Tokenizer::from_bytes(loaded.bundle.tokenizer, ckpt.config.vocab_size)
         .map_err(|e| format!("tokenizer: {e}"))?;
     let (format, seq_len) = (ckpt.format, ckpt.config.seq_len);
     let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN);
@@ -285,13 +282,22 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>) {
             let p = &m.loaded.partition;
             let _ = write!(
                 out,
-                "partition '{}' at 0x{:x}, {} bytes; weights {}, copied to {}\n",
+                "partition '{}' at 0x{:x}, {} bytes; weights {}, bundle in {}\n",
                 p.label(),
                 p.offset,
                 p.size,
                 m.format,
                 m.loaded.place.name()
             );
+            let copied = esp_llm_board::plan::copied_bytes(&m.transformer.weights);
+            let _ = write!(
+                out,
+                "weights read in place: {}\n",
+                if copied == 0 { "all" } else { "no, misaligned f32 runs copied to the heap" }
+            );
+            if copied > 0 {
+                let _ = write!(out, "copied weight bytes: {copied}\n");
+            }
             let st = m.transformer.state_size();
             let _ = write!(
                 out,

@@ -1,6 +1,7 @@
-//! The model partition: find it in the partition table, check the container, and copy it into
-//! RAM (internal SRAM when it fits with room to spare, else PSRAM), or else read it in place
-//! through the flash MMU (`flashmap`).
+//! The model partition: find it in the partition table, check the bundle's first bytes, then
+//! copy the bundle into RAM (internal SRAM when it fits with room to spare, else PSRAM) or,
+//! where neither holds it, read it in place through the flash MMU (`flashmap`). The engine then
+//! verifies the CRC-32 and parses the tensors without copying them.
 //!
 //! Flash is read through esp-storage's ROM-backed reads, before the second core starts (flash
 //! operations and a running second core do not mix on dual-core chips).
@@ -8,15 +9,16 @@
 use alloc::format;
 use alloc::string::String;
 use core::alloc::Layout;
-use esp_llm_board::container::{Container, Header, HEADER_LEN};
+use esp_llm_board::model::probe;
 use esp_llm_board::partition::{self, Partition, TABLE_MAX_LEN, TABLE_OFFSET};
+use esp_llm_engine::checkpoint::bundle::{self, Bundle, ALIGN, HEADER_SIZE};
 use esp_storage::FlashStorage;
 
 /// Internal SRAM to keep free for the run state, stacks and the REPL when choosing where the
 /// model goes.
 pub const INTERNAL_RESERVE: usize = 96 * 1024;
 
-/// Where the model's bytes ended up.
+/// Where the bundle's bytes are read from while generating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
     Internal,
@@ -40,24 +42,23 @@ impl Place {
 
 pub struct Loaded {
     pub partition: Partition,
-    pub container: Container<'static>,
+    pub bundle: Bundle<'static>,
     pub place: Place,
     pub bytes: usize,
 }
 
-/// Finds `model`, reads and verifies the container. Errors are messages for the user.
+/// Finds `model`, reads and verifies the bundle. Errors are messages for the user.
 pub fn load(flash: &mut FlashStorage<'_>) -> Result<Loaded, String> {
     let mut table = [0u8; TABLE_MAX_LEN];
     flash
         .read(TABLE_OFFSET, &mut table)
         .map_err(|e| format!("cannot read the partition table: {e:?}"))?;
     let part = partition::find_model(&table).map_err(|e| format!("{e}"))?;
-    let mut head = [0u8; HEADER_LEN];
+    let mut head = [0u8; HEADER_SIZE];
     flash
         .read(part.offset, &mut head)
         .map_err(|e| format!("cannot read the model partition: {e:?}"))?;
-    let header = Header::parse(&head, u64::from(part.size)).map_err(|e| format!("{e}"))?;
-    let len = header.total_len() as usize; // <= partition size, checked by parse
+    let len = probe(&head, u64::from(part.size)).map_err(|e| format!("{e}"))?;
     let (bytes, place): (&'static [u8], Place) = match alloc_model(len) {
         Some((buf, place)) => {
             flash
@@ -75,13 +76,15 @@ pub fn load(flash: &mut FlashStorage<'_>) -> Result<Loaded, String> {
             ))
         }
     };
-    let container = Container::parse(bytes).map_err(|e| format!("{e}"))?;
-    Ok(Loaded { partition: part, container, place, bytes: len })
+    bundle::verify(bytes).map_err(|e| format!("bundle: {e} (partial or corrupted flash?)"))?;
+    let bundle = Bundle::parse(bytes).map_err(|e| format!("bundle: {e}"))?;
+    Ok(Loaded { partition: part, bundle, place, bytes: len })
 }
 
-/// A 16-byte aligned buffer that lives for the rest of the program.
+/// A 16-byte aligned buffer (bundle tensors are 16-byte aligned within the file) that lives
+/// for the rest of the program.
 fn alloc_model(len: usize) -> Option<(&'static mut [u8], Place)> {
-    let layout = Layout::from_size_align(len.max(1), 16).ok()?;
+    let layout = Layout::from_size_align(len.max(1), ALIGN).ok()?;
     let internal = esp_alloc::HEAP.free_caps(esp_alloc::MemoryCapability::Internal.into());
     let mut tries: [(Option<Place>, bool); 2] = [(None, false); 2];
     tries[0] = (Some(Place::Internal), internal >= len + INTERNAL_RESERVE);

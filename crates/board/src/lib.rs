@@ -11,11 +11,10 @@
 extern crate alloc;
 
 pub mod command;
-pub mod container;
 pub mod cores;
-pub mod crc32;
 pub mod line;
 pub mod md5;
+pub mod model;
 pub mod partition;
 pub mod plan;
 pub mod summary;

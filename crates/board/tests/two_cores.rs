@@ -1,9 +1,9 @@
-//! The firmware's path on the host: a model packed into the flash container, unpacked, and run
+//! The firmware's path on the host: a model packed into a bundle, verified, parsed, and run
 //! with the two-core workers (second "core" = a std thread serving the same `JobSlot` loop the
 //! firmware runs on core 1) must give exactly the tokens and logits of the serial engine.
 
-use esp_llm_board::container::{self, Container};
 use esp_llm_board::cores::{JobSlot, TwoCores};
+use esp_llm_engine::checkpoint::bundle::{self, Bundle, Quant};
 use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::{kernels, Checkpoint, Event, Generator, Sampler, Tokenizer, Transformer};
 use std::path::PathBuf;
@@ -45,10 +45,11 @@ fn run(
     prompt: &str,
     temperature: f32,
 ) -> (Vec<u32>, Vec<u32>, Vec<u8>) {
-    let c = Container::parse(blob).unwrap();
-    let ckpt = Checkpoint::parse(c.checkpoint).unwrap();
-    let tok = Tokenizer::from_bytes(c.tokenizer, ckpt.config.vocab_size).unwrap();
-    let mut t = Transformer::with_options(ckpt, Some(96), kernels::best(), workers).unwrap();
+    bundle::verify(blob).unwrap();
+    let b = Bundle::parse(blob).unwrap();
+    let ckpt = b.checkpoint;
+    let tok = Tokenizer::from_bytes(b.tokenizer, ckpt.config.vocab_size).unwrap();
+    let mut t = Transformer::with_options(ckpt, Some(64), kernels::best(), workers).unwrap();
     let prompt = tok.encode(prompt.as_bytes());
     // Logits of the first steps, straight from forward.
     let mut bits = Vec::new();
@@ -58,7 +59,7 @@ fn run(
     let mut sampler = Sampler::new(t.config.vocab_size, temperature, 0.9, 7).unwrap();
     let mut tokens = Vec::new();
     let mut text = Vec::new();
-    for ev in Generator::new(&mut t, &tok, &mut sampler, prompt, 96).unwrap() {
+    for ev in Generator::new(&mut t, &tok, &mut sampler, prompt, 64).unwrap() {
         match ev.unwrap() {
             Event::Token { token, text: piece, .. } => {
                 tokens.push(token);
@@ -77,10 +78,12 @@ fn two_cores_match_serial_exactly() {
         return;
     };
     let tok = std::fs::read(dir.join("tok512.bin")).unwrap();
-    for name in ["stories260K.bin", "stories260K_q80.bin"] {
-        let ckpt = std::fs::read(dir.join(name)).unwrap();
-        let blob = container::pack(&ckpt, &tok).unwrap();
-        for (prompt, temperature) in [("Once upon a time", 0.0), ("", 0.0), ("Lily liked", 1.0)] {
+    for (name, quant) in [("stories260K.bin", Quant::F32), ("stories260K_q80.bin", Quant::Q8(None))]
+    {
+        let raw = std::fs::read(dir.join(name)).unwrap();
+        let parsed = Checkpoint::parse(&raw).unwrap();
+        let blob = bundle::pack(&parsed, &tok, quant, &mut |_| {}).unwrap().0;
+        for (prompt, temperature) in [("Once upon a time", 0.0), ("Lily liked", 1.0)] {
             let serial = run(&blob, Box::new(Serial), prompt, temperature);
             let slot = JobSlot::new();
             let two = std::thread::scope(|s| {
