@@ -1,7 +1,8 @@
 //! The board side of esp-llm that does not touch registers, so that it can be tested on the
 //! host: the serial REPL (line assembly, commands, the summary line), the ESP-IDF partition
-//! table, the model container in the `model` partition, and the dual-core job protocol behind
-//! the engine's [`Workers`](esp_llm_engine::parallel::Workers) trait.
+//! table, the first check of the bundle in the `model` partition ([`model::probe`]), the
+//! context cap ([`plan`]), and the dual-core job protocol behind the engine's
+//! [`Workers`](esp_llm_engine::parallel::Workers) trait.
 //!
 //! `firmware/src/main.rs` feeds bytes from UART0 / USB-Serial-JTAG into [`line::LineAssembler`],
 //! parses lines with [`command::parse`], finds the model with [`partition`], and starts the
