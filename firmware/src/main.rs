@@ -68,6 +68,11 @@ struct Model {
 #[esp_hal::main]
 fn main() -> ! {
     let p = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
+    // The system timer's unit 0 (behind `Instant`) counts from reset on silicon; QEMU's ESP32-C3
+    // model starts it stopped, which would freeze every timing. Setting the bit is a no-op on
+    // a real chip.
+    #[cfg(feature = "esp32c3")]
+    esp_hal::peripherals::SYSTIMER::regs().conf().modify(|_, w| w.timer_unit0_work_en().set_bit());
 
     // Heap: bootloader-reclaimed RAM, a static block, and PSRAM where the chip has it.
     esp_alloc::heap_allocator!(#[esp_hal::ram(reclaimed)] size: 64 * 1024);
