@@ -105,18 +105,25 @@ fn main() -> ! {
     let mut flash = esp_storage::FlashStorage::new(p.FLASH);
     let loaded = storage::load(&mut flash);
 
+    // The workers live for the whole program; `prepare` may need several boxes of them.
     #[cfg(feature = "dual-core")]
-    let workers: Box<dyn Workers> = match cores::start(p.CPU_CTRL) {
-        Ok(two) => Box::new(two),
-        Err(e) => {
-            let _ = write!(con.out(Port::Uart), "second core: {e}; running on one core\n");
-            Box::new(Serial)
+    let two: Option<&'static esp_llm_board::cores::TwoCores<'static>> =
+        match cores::start(p.CPU_CTRL) {
+            Ok(two) => Some(Box::leak(Box::new(two))),
+            Err(e) => {
+                let _ = write!(con.out(Port::Uart), "second core: {e}; running on one core\n");
+                None
+            }
+        };
+    let workers = || -> Box<dyn Workers> {
+        #[cfg(feature = "dual-core")]
+        if let Some(two) = two {
+            return Box::new(two);
         }
+        Box::new(Serial)
     };
-    #[cfg(not(feature = "dual-core"))]
-    let workers: Box<dyn Workers> = Box::new(Serial);
 
-    let mut model = match loaded.and_then(|l| prepare(l, workers)) {
+    let mut model = match loaded.and_then(|l| prepare(l, &workers)) {
         Ok(m) => Some(m),
         Err(msg) => {
             let _ = write!(
@@ -178,18 +185,28 @@ fn main() -> ! {
     }
 }
 
-/// Reads the tokenizer, sizes the context and builds the transformer.
-fn prepare(loaded: storage::Loaded, workers: Box<dyn Workers>) -> Result<Model, String> {
+/// Reads the tokenizer, sizes the context and builds the transformer. The first cap counts all
+/// free heap; the KV cache's two big blocks must each fit one heap region, so on an allocation
+/// failure the cap shrinks by an eighth and the transformer is built again.
+fn prepare(
+    loaded: storage::Loaded,
+    workers: &dyn Fn() -> Box<dyn Workers>,
+) -> Result<Model, String> {
     use alloc::format;
-    let ckpt = loaded.bundle.checkpoint.clone();
+    let ckpt = &loaded.bundle.checkpoint;
     let tokenizer = Tokenizer::from_bytes(loaded.bundle.tokenizer, ckpt.config.vocab_size)
         .map_err(|e| format!("tokenizer: {e}"))?;
     let (format, seq_len) = (ckpt.format, ckpt.config.seq_len);
     let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN);
-    let cap = context_cap(&ckpt.config, &ckpt.weights, budget)
+    let mut cap = context_cap(&ckpt.config, &ckpt.weights, budget)
         .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
-    let transformer = Transformer::with_options(ckpt, Some(cap), kernels::best(), workers)
-        .map_err(|e| format!("model: {e}"))?;
+    let transformer = loop {
+        match Transformer::with_options(ckpt.clone(), Some(cap), kernels::best(), workers()) {
+            Ok(t) => break t,
+            Err(esp_llm_engine::Error::OutOfMemory { .. }) if cap > 1 => cap -= cap.div_ceil(8),
+            Err(e) => return Err(format!("model: {e}")),
+        }
+    };
     Ok(Model { transformer, tokenizer, loaded, format, seq_len, cap })
 }
 
@@ -274,7 +291,9 @@ fn handle(
 
 fn info(mut out: console::Out<'_, '_>, model: Option<&Model>) {
     use esp_alloc::MemoryCapability::{External, Internal};
-    let _ = write!(out, "chip: {CHIP}, CPU clock {:?}\n", CpuClock::max());
+    // CpuClock's Debug is the variant name, e.g. `_160MHz`.
+    let clock = alloc::format!("{:?}", CpuClock::max());
+    let _ = write!(out, "chip: {CHIP}, CPU clock {}\n", clock.trim_start_matches('_'));
     let _ = write!(
         out,
         "free heap: internal SRAM {} bytes, PSRAM {} bytes\n",
