@@ -159,7 +159,9 @@ def main():
             boot = b.read_until(rb"> $", 120)
             want = "empty (erased flash)" if name == "erased" else "checksum"
             check(f"{name} partition reported", want in boot and "no model" in boot, boot[-300:])
-            check(f"{name}: REPL still answers", "no model loaded" in b.line("/info"))
+            info = b.line("/info")
+            check(f"{name}: REPL still answers, /info says why",
+                  "no model loaded" in info and want in info, info[-300:])
         finally:
             b.close()
 

@@ -123,9 +123,11 @@ fn main() -> ! {
         Box::new(Serial)
     };
 
-    let mut model = match loaded.and_then(|l| prepare(l, &workers)) {
+    let mut no_model = String::new();
+    let model = match loaded.and_then(|l| prepare(l, &workers)) {
         Ok(m) => Some(m),
         Err(msg) => {
+            no_model.clone_from(&msg);
             let _ = write!(
                 con.out(Port::Uart),
                 "no model: {msg}\nFlash a bundle with: espflash write-bin <model partition offset> model.ellb\n\
@@ -139,8 +141,7 @@ fn main() -> ! {
     }
     let _ = write!(con.out(Port::Uart), "type a prompt, or /help\n> ");
 
-    let mut settings = Settings::default();
-    let mut echo = true;
+    let mut repl = Repl { settings: Settings::default(), echo: true, model, no_model };
     let mut lines: [LineAssembler<LINE_MAX>; 2] = [LineAssembler::new(), LineAssembler::new()];
     let mut buf = [0u8; 64];
     loop {
@@ -153,20 +154,20 @@ fn main() -> ! {
             let asm = &mut lines[port as usize];
             for &b in &buf[..n] {
                 let Some(ev) = asm.push(b) else {
-                    if echo && (b == 0x08 || b == 0x7f) {
+                    if repl.echo && (b == 0x08 || b == 0x7f) {
                         con.write(port, b"\x08 \x08");
-                    } else if echo && !asm.overflowed() && b >= 0x20 {
+                    } else if repl.echo && !asm.overflowed() && b >= 0x20 {
                         con.write(port, &[b]);
                     }
                     continue;
                 };
-                if echo {
+                if repl.echo {
                     con.write(port, b"\r\n");
                 }
                 match ev {
                     LineEvent::Line(line) => {
                         let line = String::from(line);
-                        handle(&line, port, &mut con, &mut settings, &mut echo, model.as_mut());
+                        repl.handle(&line, port, &mut con);
                     }
                     LineEvent::TooLong { limit } => {
                         let _ =
@@ -233,63 +234,68 @@ impl core::fmt::Display for ModelLine<'_> {
     }
 }
 
-fn handle(
-    line: &str,
-    port: Port,
-    con: &mut Console<'_>,
-    s: &mut Settings,
-    echo: &mut bool,
-    model: Option<&mut Model>,
-) {
-    let cmd = match command::parse(line) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = write!(con.out(port), "{e}\n");
+/// The REPL's state between lines.
+struct Repl {
+    settings: Settings,
+    echo: bool,
+    model: Option<Model>,
+    /// Why there is no model, for /info (the boot message may have gone to the other port).
+    no_model: String,
+}
+
+impl Repl {
+    fn handle(&mut self, line: &str, port: Port, con: &mut Console<'_>) {
+        let cmd = match command::parse(line) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = write!(con.out(port), "{e}\n");
+                return;
+            }
+        };
+        let s = &mut self.settings;
+        if s.apply(&cmd) {
+            let _ = write!(
+                con.out(port),
+                "temp {} topp {} seed {} steps {}\n",
+                s.temperature,
+                s.topp,
+                s.seed,
+                s.steps
+            );
             return;
         }
-    };
-    if s.apply(&cmd) {
-        let _ = write!(
-            con.out(port),
-            "temp {} topp {} seed {} steps {}\n",
-            s.temperature,
-            s.topp,
-            s.seed,
-            s.steps
-        );
-        return;
-    }
-    match cmd {
-        Command::Help => {
-            let _ = write!(con.out(port), "{HELP}\n");
+        match cmd {
+            Command::Help => {
+                let _ = write!(con.out(port), "{HELP}\n");
+            }
+            Command::Echo(on) => self.echo = on,
+            Command::Info => info(con.out(port), self.model.as_ref(), &self.no_model),
+            Command::Prompt(text) => match &mut self.model {
+                Some(m) => run(con, port, m, text, s, true),
+                None => {
+                    let _ = write!(con.out(port), "no model loaded (see /info)\n");
+                }
+            },
+            Command::Bench => match &mut self.model {
+                Some(m) => {
+                    let greedy = Settings { temperature: 0.0, ..*s };
+                    let _ = write!(
+                        con.out(port),
+                        "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}\n",
+                        greedy.steps
+                    );
+                    run(con, port, m, BENCH_PROMPT, &greedy, false);
+                }
+                None => {
+                    let _ = write!(con.out(port), "no model loaded (see /info)\n");
+                }
+            },
+            _ => {}
         }
-        Command::Echo(on) => *echo = on,
-        Command::Info => info(con.out(port), model.as_deref()),
-        Command::Prompt(text) => match model {
-            Some(m) => run(con, port, m, text, s, true),
-            None => {
-                let _ = write!(con.out(port), "no model loaded (see the boot message, or /info)\n");
-            }
-        },
-        Command::Bench => match model {
-            Some(m) => {
-                let greedy = Settings { temperature: 0.0, ..*s };
-                let _ = write!(
-                    con.out(port),
-                    "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}\n",
-                    greedy.steps
-                );
-                run(con, port, m, BENCH_PROMPT, &greedy, false);
-            }
-            None => {
-                let _ = write!(con.out(port), "no model loaded\n");
-            }
-        },
-        _ => {}
     }
 }
 
-fn info(mut out: console::Out<'_, '_>, model: Option<&Model>) {
+fn info(mut out: console::Out<'_, '_>, model: Option<&Model>, no_model: &str) {
     use esp_alloc::MemoryCapability::{External, Internal};
     // CpuClock's Debug is the variant name, e.g. `_160MHz`.
     let clock = alloc::format!("{:?}", CpuClock::max());
@@ -336,7 +342,7 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>) {
             );
         }
         None => {
-            let _ = write!(out, "no model loaded\n");
+            let _ = write!(out, "no model loaded: {no_model}\n");
         }
     }
 }
