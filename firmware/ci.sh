@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # CI for the firmware: builds esp32c3, esp32c6 and esp32p4 in release and prints their sizes.
+#   firmware/ci.sh            build the three RISC-V chips
+#   firmware/ci.sh --clippy   also run clippy -D warnings per chip (needs rust-web-clippy)
 # Self-contained: installs Debian's cross toolchain if it is missing. The ESP32-S3 (Xtensa)
 # needs Espressif's toolchain, which CI cannot install; it is not built here.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+clippy=0
+[ "${1:-}" = "--clippy" ] && clippy=1
 
 if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/src/rust/library ] || [ ! -e /usr/bin/rust-lld ]; then
     echo "firmware/ci.sh: installing Debian's rustc, cargo, rust-src and lld" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2
     apt-get install -y -q rustc-web cargo-web rust-web-src lld-22 >&2
+fi
+
+if [ $clippy = 1 ] && [ ! -x /usr/bin/clippy-driver ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rust-web-clippy >&2
 fi
 
 # Reuse compiled dependencies across CI runs on the same machine (cargo tracks staleness).
@@ -37,6 +45,18 @@ for chip in esp32c3 esp32c6 esp32p4; do
     else
         summary+=("$chip: BUILD FAILED")
         status=1
+    fi
+    if [ $clippy = 1 ]; then
+        case "$chip" in
+            esp32c3) target=riscv32imc-unknown-none-elf ;;
+            esp32c6) target=riscv32imac-unknown-none-elf ;;
+            esp32p4) target=riscv32imafc-unknown-none-elf ;;
+        esac
+        if ! (cd "$here" && PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+            /usr/bin/cargo clippy --release --target "$target" --features "$chip" -- -D warnings); then
+            summary+=("$chip: CLIPPY FAILED")
+            status=1
+        fi
     fi
 done
 echo "== firmware sizes"

@@ -75,7 +75,7 @@ mod mmu {
 
 /// Maps `len` bytes of flash from `paddr` (64 KB aligned) and returns them as a slice.
 pub fn map(paddr: u32, len: usize) -> Result<&'static [u8], String> {
-    if paddr % PAGE != 0 {
+    if !paddr.is_multiple_of(PAGE) {
         return Err(format!("model partition offset 0x{paddr:x} is not 64 KB aligned"));
     }
     let pages = (len as u32).div_ceil(PAGE).max(1);

@@ -111,7 +111,7 @@ fn main() -> ! {
         match cores::start(p.CPU_CTRL) {
             Ok(two) => Some(Box::leak(Box::new(two))),
             Err(e) => {
-                let _ = write!(con.out(Port::Uart), "second core: {e}; running on one core\n");
+                let _ = writeln!(con.out(Port::Uart), "second core: {e}; running on one core");
                 None
             }
         };
@@ -171,13 +171,13 @@ fn main() -> ! {
                     }
                     LineEvent::TooLong { limit } => {
                         let _ =
-                            write!(con.out(port), "line too long (over {limit} bytes), ignored\n");
+                            writeln!(con.out(port), "line too long (over {limit} bytes), ignored");
                     }
                     LineEvent::NotUtf8 { at } => {
-                        let _ = write!(con.out(port), "line is not UTF-8 (byte {at}), ignored\n");
+                        let _ = writeln!(con.out(port), "line is not UTF-8 (byte {at}), ignored");
                     }
                     LineEvent::Interrupt => {
-                        let _ = write!(con.out(port), "^C\n");
+                        let _ = writeln!(con.out(port), "^C");
                     }
                 }
                 let _ = write!(con.out(port), "> ");
@@ -248,15 +248,15 @@ impl Repl {
         let cmd = match command::parse(line) {
             Ok(c) => c,
             Err(e) => {
-                let _ = write!(con.out(port), "{e}\n");
+                let _ = writeln!(con.out(port), "{e}");
                 return;
             }
         };
         let s = &mut self.settings;
         if s.apply(&cmd) {
-            let _ = write!(
+            let _ = writeln!(
                 con.out(port),
-                "temp {} topp {} seed {} steps {}\n",
+                "temp {} topp {} seed {} steps {}",
                 s.temperature,
                 s.topp,
                 s.seed,
@@ -266,28 +266,28 @@ impl Repl {
         }
         match cmd {
             Command::Help => {
-                let _ = write!(con.out(port), "{HELP}\n");
+                let _ = writeln!(con.out(port), "{HELP}");
             }
             Command::Echo(on) => self.echo = on,
             Command::Info => info(con.out(port), self.model.as_ref(), &self.no_model),
             Command::Prompt(text) => match &mut self.model {
                 Some(m) => run(con, port, m, text, s, true),
                 None => {
-                    let _ = write!(con.out(port), "no model loaded (see /info)\n");
+                    let _ = writeln!(con.out(port), "no model loaded (see /info)");
                 }
             },
             Command::Bench => match &mut self.model {
                 Some(m) => {
                     let greedy = Settings { temperature: 0.0, ..*s };
-                    let _ = write!(
+                    let _ = writeln!(
                         con.out(port),
-                        "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}\n",
+                        "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}",
                         greedy.steps
                     );
                     run(con, port, m, BENCH_PROMPT, &greedy, false);
                 }
                 None => {
-                    let _ = write!(con.out(port), "no model loaded (see /info)\n");
+                    let _ = writeln!(con.out(port), "no model loaded (see /info)");
                 }
             },
             _ => {}
@@ -299,10 +299,10 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>, no_model: &str) {
     use esp_alloc::MemoryCapability::{External, Internal};
     // CpuClock's Debug is the variant name, e.g. `_160MHz`.
     let clock = alloc::format!("{:?}", CpuClock::max());
-    let _ = write!(out, "chip: {CHIP}, CPU clock {}\n", clock.trim_start_matches('_'));
-    let _ = write!(
+    let _ = writeln!(out, "chip: {CHIP}, CPU clock {}", clock.trim_start_matches('_'));
+    let _ = writeln!(
         out,
-        "free heap: internal SRAM {} bytes, PSRAM {} bytes\n",
+        "free heap: internal SRAM {} bytes, PSRAM {} bytes",
         esp_alloc::HEAP.free_caps(Internal.into()),
         esp_alloc::HEAP.free_caps(External.into())
     );
@@ -310,9 +310,9 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>, no_model: &str) {
         Some(m) => {
             let _ = write!(out, "{}", ModelLine(m));
             let p = &m.loaded.partition;
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "partition '{}' at 0x{:x}, {} bytes; weights {}, bundle in {}\n",
+                "partition '{}' at 0x{:x}, {} bytes; weights {}, bundle in {}",
                 p.label(),
                 p.offset,
                 p.size,
@@ -320,29 +320,29 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>, no_model: &str) {
                 m.loaded.place.name()
             );
             let copied = esp_llm_board::plan::copied_bytes(&m.transformer.weights);
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "weights read in place: {}\n",
+                "weights read in place: {}",
                 if copied == 0 { "all" } else { "no, misaligned f32 runs copied to the heap" }
             );
             if copied > 0 {
-                let _ = write!(out, "copied weight bytes: {copied}\n");
+                let _ = writeln!(out, "copied weight bytes: {copied}");
             }
             let st = m.transformer.state_size();
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "context cap {} of {} positions (KV cache {} bytes, activations {} bytes)\n",
+                "context cap {} of {} positions (KV cache {} bytes, activations {} bytes)",
                 m.cap, m.seq_len, st.kv_cache, st.activations
             );
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "kernels: {}, workers: {}\n",
+                "kernels: {}, workers: {}",
                 m.transformer.kernels().name(),
                 m.transformer.worker_count()
             );
         }
         None => {
-            let _ = write!(out, "no model loaded: {no_model}\n");
+            let _ = writeln!(out, "no model loaded: {no_model}");
         }
     }
 }
@@ -353,7 +353,7 @@ fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Setti
     let mut sampler = match Sampler::new(vocab, s.temperature, s.topp, s.seed) {
         Ok(x) => x,
         Err(e) => {
-            let _ = write!(con.out(port), "sampler: {e}\n");
+            let _ = writeln!(con.out(port), "sampler: {e}");
             return;
         }
     };
@@ -362,7 +362,7 @@ fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Setti
     {
         Ok(g) => g,
         Err(e) => {
-            let _ = write!(con.out(port), "{e}\n");
+            let _ = writeln!(con.out(port), "{e}");
             return;
         }
     };
@@ -395,6 +395,6 @@ fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Setti
         }
     }
     let micros = start.elapsed().as_micros();
-    let _ = write!(con.out(port), "{}\n", if interrupted { "\n^C" } else { "" });
-    let _ = write!(con.out(port), "{}\n", Summary { tokens: n, micros });
+    let _ = writeln!(con.out(port), "{}", if interrupted { "\n^C" } else { "" });
+    let _ = writeln!(con.out(port), "{}", Summary { tokens: n, micros });
 }
