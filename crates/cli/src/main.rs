@@ -8,9 +8,12 @@ macro_rules! outln {
     }};
 }
 
+mod board_chat;
 mod eval;
 mod files;
 mod inspect;
+mod link;
+mod monitor;
 mod pack;
 mod plan;
 mod quantize;
@@ -41,6 +44,10 @@ enum Command {
     Pack(pack::Args),
     /// Plan a model's memory on a chip: SRAM, PSRAM or flash, context cap, speed estimate.
     Plan(plan::Args),
+    /// Talk to a board's REPL: interactive, or --prompt TEXT [--json] for scripts.
+    Chat(board_chat::Args),
+    /// Raw serial view of a board (or tcp://HOST:PORT of an emulator).
+    Monitor(monitor::Args),
     /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
     Eval(eval::Args),
 }
@@ -55,6 +62,8 @@ fn main() {
         Command::Eval(a) => eval::main(a),
         Command::Pack(a) => pack::main(a),
         Command::Plan(a) => plan::main(a),
+        Command::Chat(a) => board_chat::main(a),
+        Command::Monitor(a) => monitor::main(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.
