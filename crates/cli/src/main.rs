@@ -11,6 +11,7 @@ macro_rules! outln {
 mod board_chat;
 mod eval;
 mod files;
+mod flashing;
 mod inspect;
 mod link;
 mod monitor;
@@ -46,6 +47,10 @@ enum Command {
     Plan(plan::Args),
     /// Talk to a board's REPL: interactive, or --prompt TEXT [--json] for scripts.
     Chat(board_chat::Args),
+    /// Write firmware and a model to a board over serial (espflash), verifying the model.
+    Flash(flashing::FlashArgs),
+    /// One merged flash image (bootloader, partition table, app, model) for emulators or other tools.
+    Image(flashing::ImageArgs),
     /// Raw serial view of a board (or tcp://HOST:PORT of an emulator).
     Monitor(monitor::Args),
     /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
@@ -64,6 +69,8 @@ fn main() {
         Command::Plan(a) => plan::main(a),
         Command::Chat(a) => board_chat::main(a),
         Command::Monitor(a) => monitor::main(a),
+        Command::Flash(a) => flashing::flash(a),
+        Command::Image(a) => flashing::image(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.
