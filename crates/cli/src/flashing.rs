@@ -53,6 +53,17 @@ impl FlashSizeArg {
     }
 }
 
+/// Size of the `model` partition in the bundled layout for this much flash, if there is one.
+pub fn bundled_model_partition(flash_bytes: usize) -> Option<usize> {
+    let csv = match flash_bytes {
+        b if b == 4 << 20 => TABLE_4MB,
+        b if b == 16 << 20 => TABLE_16MB,
+        _ => return None,
+    };
+    let table = PartitionTable::try_from_str(csv).ok()?;
+    table.find("model").map(|p| p.size() as usize)
+}
+
 /// Options shared by `image` and `flash`.
 #[derive(clap::Args, Clone)]
 pub struct Layout {
