@@ -9,13 +9,8 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Serial port of the board (/dev/ttyUSB0, /dev/ttyACM0, COM3) or tcp://HOST:PORT for an
-    /// emulator's UART.
-    #[arg(long)]
-    pub port: String,
-    /// Baud rate for serial ports (UART0 of the firmware runs at 115200).
-    #[arg(long, default_value_t = 115_200)]
-    pub baud: u32,
+    #[command(flatten)]
+    pub link: link::PortArgs,
     /// Scripting mode: send this prompt, print the answer, exit.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -40,9 +35,9 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let link = link::open(&a.port, a.baud)?;
+    let link = a.link.open()?;
     let mut repl = Repl::new(link, Duration::from_secs(a.timeout))?;
-    repl.sync().with_context(|| format!("no REPL prompt from {}", a.port))?;
+    repl.sync().with_context(|| format!("no REPL prompt from {}", a.link.port))?;
     // Our own typing is already on the screen: ask the board not to echo it back.
     repl.command("/echo off").ok();
     let settings = [

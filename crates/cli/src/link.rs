@@ -11,6 +11,25 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// Where a board is: the `--port` and `--baud` flags of `chat` and `monitor`.
+#[derive(clap::Args, Clone)]
+pub struct PortArgs {
+    /// Serial port of the board (/dev/ttyUSB0, /dev/ttyACM0, COM3) or tcp://HOST:PORT for an
+    /// emulator's UART.
+    #[arg(long)]
+    pub port: String,
+    /// Baud rate for serial ports (UART0 of the firmware runs at 115200).
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+}
+
+impl PortArgs {
+    /// Opens the port.
+    pub fn open(&self) -> Result<Box<dyn Link>> {
+        open(&self.port, self.baud)
+    }
+}
+
 /// A byte stream to a board.
 pub trait Link: Read + Write + Send {
     /// How long a read may block before returning `TimedOut`/`WouldBlock`.

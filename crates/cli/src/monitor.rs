@@ -7,19 +7,15 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Serial port (/dev/ttyUSB0, /dev/ttyACM0, COM3) or tcp://HOST:PORT.
-    #[arg(long)]
-    pub port: String,
-    /// Baud rate for serial ports.
-    #[arg(long, default_value_t = 115_200)]
-    pub baud: u32,
+    #[command(flatten)]
+    pub link: link::PortArgs,
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let mut link = link::open(&a.port, a.baud)?;
+    let mut link = a.link.open()?;
     link.set_read_timeout(Duration::from_millis(100))?;
     let mut writer = link.try_clone_link()?;
-    eprintln!("monitoring {} (Ctrl-C quits; lines you type are sent)", a.port);
+    eprintln!("monitoring {} (Ctrl-C quits; lines you type are sent)", a.link.port);
     std::thread::spawn(move || {
         let mut buf = [0u8; 256];
         let mut stdin = std::io::stdin();
@@ -34,7 +30,7 @@ pub fn main(a: Args) -> Result<()> {
     let mut buf = [0u8; 4096];
     loop {
         match link.read(&mut buf) {
-            Ok(0) => anyhow::bail!("{} closed the connection", a.port),
+            Ok(0) => anyhow::bail!("{} closed the connection", a.link.port),
             Ok(n) => {
                 out.write_all(&buf[..n])?;
                 out.flush()?;
