@@ -14,7 +14,7 @@ extern crate alloc;
 pub mod command;
 pub mod cores;
 pub mod line;
-pub mod md5;
+
 pub mod model;
 pub mod partition;
 pub mod plan;

@@ -17,7 +17,6 @@
 //! never by a custom subtype: esp-bootloader-esp-idf's typed lookup panics on subtypes it does
 //! not know, so the model partition uses a standard data subtype.
 
-use crate::md5;
 use core::fmt;
 
 /// Where the bootloader expects the table.
@@ -141,7 +140,7 @@ impl Iterator for Entries<'_> {
         let magic = [e[0], e[1]];
         if magic == MD5_MAGIC {
             self.done = true;
-            let digest = md5::digest(&self.table[..start]);
+            let digest = md5_digest(&self.table[..start]);
             return (digest[..] != e[16..32]).then_some(Err(TableError::Md5Mismatch));
         }
         if magic == [0xFF, 0xFF] {
@@ -185,6 +184,12 @@ pub fn find_model(table: &[u8]) -> Result<Partition, TableError> {
     find(table, MODEL_LABEL)
 }
 
+/// MD5 of the bytes before the table's MD5 entry (integrity only, not security).
+fn md5_digest(data: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(data).into()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -209,7 +214,7 @@ pub(crate) mod tests {
         t.extend_from_slice(&entry(0, 0x00, 0x10000, 0x1f0000, "factory"));
         t.extend_from_slice(&entry(1, 0x06, 0x200000, 0x200000, "model"));
         if with_md5 {
-            let d = md5::digest(&t);
+            let d = md5_digest(&t);
             let mut m = [0xFFu8; 32];
             m[..2].copy_from_slice(&MD5_MAGIC);
             m[16..].copy_from_slice(&d);
