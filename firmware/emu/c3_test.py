@@ -11,7 +11,7 @@ It builds the firmware, packs stories260K into a bundle with the host CLI, write
 into the `model` partition of a merged 4 MB flash image, boots it, and checks that:
   * a greedy prompt prints exactly the text `esp-llm run BUNDLE -t 0` prints on the host,
     for an int8 and an fp32 bundle (both read in place from mapped flash on the C3);
-  * /info, bad values, an overlong line, a non-UTF-8 line and a 12 KB burst get their
+  * /info, /bench, bad values, an overlong line, a non-UTF-8 line and a 12 KB burst get their
     messages and the REPL keeps answering; Ctrl-C stops a story;
   * an erased and a corrupted model partition are reported and the REPL still runs.
 Prints one line per check and 'N passed, N failed'.
@@ -131,6 +131,9 @@ def main():
             if name == "int8":
                 info = b.line("/info")
                 check("/info: placement and cap", "read in place: all" in info and "context cap" in info, info)
+                bench = b.line("/bench", until=rb"tok/s\)\r\n> $", timeout=600)
+                check("/bench prints only the timing", re.search(r"bench: greedy.*\r\n\d+ tokens in \d+ ms", bench)
+                      is not None and "Lily" not in bench, bench[-300:])
                 check("bad value", "expected a number from 0 to 10" in b.line("/temp hot"))
                 check("unknown command", "unknown command" in b.line("/tmep 1"))
                 check("overlong line", "line too long" in b.line("x" * 2000))

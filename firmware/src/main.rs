@@ -395,6 +395,15 @@ fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Setti
         }
     }
     let micros = start.elapsed().as_micros();
-    let _ = writeln!(con.out(port), "{}", if interrupted { "\n^C" } else { "" });
+    // End the streamed text's line (a story need not end with a newline), then the summary.
+    match (print, interrupted) {
+        (_, true) => {
+            let _ = writeln!(con.out(port), "{}^C", if print { "\n" } else { "" });
+        }
+        (true, false) => {
+            let _ = writeln!(con.out(port));
+        }
+        (false, false) => {}
+    }
     let _ = writeln!(con.out(port), "{}", Summary { tokens: n, micros });
 }
