@@ -4,8 +4,8 @@
     ESP_QEMU=/path/to/qemu-system-riscv32 python3 firmware/emu/c3_test.py [--keep DIR]
 
 Needs: a qemu-system-riscv32 with the `esp32c3` machine (Espressif's QEMU fork; this project
-does not build or ship it), `espflash` on PATH (for `save-image --merge`), the Debian cross
-toolchain (firmware/build.sh), and shared/models (or $ESP_LLM_MODELS).
+does not build or ship it), the Debian cross toolchain (firmware/build.sh), and shared/models
+(or $ESP_LLM_MODELS). Flash images are made with `esp-llm image`.
 
 It builds the firmware, packs stories260K into a bundle with the host CLI, writes the bundle
 into the `model` partition of a merged 4 MB flash image, boots it, and checks that:
@@ -13,7 +13,8 @@ into the `model` partition of a merged 4 MB flash image, boots it, and checks th
     for an int8 and an fp32 bundle (both read in place from mapped flash on the C3);
   * /info, /bench, bad values, an overlong line, a non-UTF-8 line and a 12 KB burst get their
     messages and the REPL keeps answering; Ctrl-C stops a story;
-  * an erased and a corrupted model partition are reported and the REPL still runs.
+  * an erased and a corrupted model partition are reported and the REPL still runs;
+  * `esp-llm chat --port tcp://... --prompt ... --json` returns the host's greedy text.
 Prints one line per check and 'N passed, N failed'.
 """
 import os, re, socket, subprocess, sys, tempfile, time
@@ -89,10 +90,11 @@ def main():
     models = models_dir()
 
     elf = run([str(FW / "build.sh"), "esp32c3", "--release"]).strip().splitlines()[-1]
-    base = work / "app.bin"
-    run(["espflash", "save-image", "--chip", "esp32c3", "--merge", "--flash-size", "4mb",
-         "--partition-table", str(FW / "partitions-4mb.csv"), elf, str(base)])
     cli = ["cargo", "run", "--quiet", "--release", "-p", "esp-llm", "--"]
+    base = work / "app.bin"
+    run(cli + ["pack", str(models / "stories260K_q80.bin"), "-o", str(work / "base.ellb")], cwd=ROOT)
+    run(cli + ["image", "--chip", "esp32c3", "--flash-size", "4mb", "--firmware", elf,
+               "--model", str(work / "base.ellb"), "-o", str(base)], cwd=ROOT)
     bundles = {
         "int8": (models / "stories260K_q80.bin", []),
         "fp32": (models / "stories260K.bin", ["--quant", "f32"]),
@@ -167,6 +169,27 @@ def main():
                   "no model loaded" in info and want in info, info[-300:])
         finally:
             b.close()
+
+    # The host's board client against the emulated board.
+    qemu_port = port + 40
+    img = image("chat", (work / "int8.ellb").read_bytes())
+    p = subprocess.Popen([qemu, "-M", "esp32c3", "-display", "none", "-monitor", "none",
+                          "-drive", f"file={img},if=mtd,format=raw",
+                          "-serial", f"tcp:127.0.0.1:{qemu_port},server=on,wait=on"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        out = run(cli + ["chat", "--port", f"tcp://127.0.0.1:{qemu_port}", "--prompt", PROMPT,
+                         "-t", "0", "-n", str(STEPS), "--json", "--timeout", "120"], cwd=ROOT)
+        import json
+        board = json.loads(out)
+        host = json.loads(run(cli + ["run", str(work / "int8.ellb"), "-t", "0", "-n", str(STEPS),
+                                     "-i", PROMPT, "--json"], cwd=ROOT))
+        check("esp-llm chat --json equals the host's text", board["text"] == host["text"]
+              and board["tokens"] == STEPS, f"\nboard: {board!r}\nhost: {host['text']!r}")
+    finally:
+        p.kill()
+        p.wait()
 
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")

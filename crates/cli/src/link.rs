@@ -241,8 +241,21 @@ fn find_prompt(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Serial consoles end lines with CR LF; the story's own newlines are LF (as on the host).
+fn crlf_to_lf(out: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(out.len());
+    for (i, &b) in out.iter().enumerate() {
+        if !(b == b'\r' && out.get(i + 1) == Some(&b'\n')) {
+            v.push(b);
+        }
+    }
+    v
+}
+
 /// Splits a prompt's output into story text and summary.
 pub fn split_answer(out: &[u8]) -> Answer {
+    let out = crlf_to_lf(out);
+    let out = out.as_slice();
     let body = out.strip_suffix(b"\n").unwrap_or(out);
     let (before, last) = match body.iter().rposition(|&b| b == b'\n') {
         Some(i) => (&body[..i], &body[i + 1..]),
@@ -280,6 +293,8 @@ mod tests {
         let a = split_answer(b"Once upon a time\n5 tokens in 10 ms (500.00 tok/s)\n");
         assert_eq!(a.text, b"Once upon a time");
         assert_eq!(a.summary.unwrap().tokens, 5);
+        let a = split_answer(b"Once upon\r\na time\r\n5 tokens in 10 ms (500.00 tok/s)\r\n");
+        assert_eq!(a.text, b"Once upon\na time");
         let a = split_answer(b"Once upon\n^C\n3 tokens in 1 ms (3000.00 tok/s)\n");
         assert!(a.interrupted);
         assert_eq!(a.text, b"Once upon");
