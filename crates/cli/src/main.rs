@@ -1,1 +1,71 @@
-fn main() {}
+//! `esp-llm`: run llama2.c-family models on the host and prepare them for ESP32 boards.
+
+/// `println!` that returns write errors (a closed pipe) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
+
+mod eval;
+mod files;
+mod inspect;
+mod pack;
+mod plan;
+mod quantize;
+mod run;
+mod tokenize;
+
+use clap::{Parser, Subcommand};
+
+/// Tiny llama2.c language models on ESP32 microcontrollers and on your PC.
+#[derive(Parser)]
+#[command(name = "esp-llm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a story (or chat) with a model, like llama2.c's `run`.
+    Run(run::Args),
+    /// Show the token ids a text encodes to (BOS first).
+    Tokenize(tokenize::Args),
+    /// Show a model's config, format, parameter count and memory needs.
+    Inspect(inspect::Args),
+    /// Quantize an fp32 checkpoint to llama2.c's int8 version-2 format (for runq.c and us).
+    Quantize(quantize::Args),
+    /// Pack a model and its tokenizer into one aligned, checksummed file for a board.
+    Pack(pack::Args),
+    /// Plan a model's memory on a chip: SRAM, PSRAM or flash, context cap, speed estimate.
+    Plan(plan::Args),
+    /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
+    Eval(eval::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::main(a),
+        Command::Tokenize(a) => tokenize::main(a),
+        Command::Inspect(a) => inspect::main(a),
+        Command::Quantize(a) => quantize::main(a),
+        Command::Eval(a) => eval::main(a),
+        Command::Pack(a) => pack::main(a),
+        Command::Plan(a) => plan::main(a),
+    };
+    if let Err(e) = result {
+        // A reader that went away (`| head`) is not an error worth a message.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -50,7 +50,11 @@ impl<'a> Transformer<'a> {
         let mut config = checkpoint.config;
         if let Some(cap) = seq_len {
             if cap == 0 {
-                return Err(Error::BadConfig { field: "seq_len", value: 0, reason: "must be positive" });
+                return Err(Error::BadConfig {
+                    field: "seq_len",
+                    value: 0,
+                    reason: "must be positive",
+                });
             }
             config.seq_len = config.seq_len.min(cap);
         }
@@ -96,13 +100,27 @@ impl<'a> Transformer<'a> {
         let w = &self.weights;
         let mm = MatMul { kernels: self.kernels, workers: &*self.workers };
         let RunState {
-            x, xb, xb2, hb, hb2, q, att, logits, key_cache, value_cache, xq, xs, rope_cos, rope_sin,
+            x,
+            xb,
+            xb2,
+            hb,
+            hb2,
+            q,
+            att,
+            logits,
+            key_cache,
+            value_cache,
+            xq,
+            xs,
+            rope_cos,
+            rope_sin,
         } = &mut self.state;
 
         w.token_embedding.row_into(token as usize, x);
 
         // RoPE angles depend only on the position and the index within a head.
-        for ((f, co), si) in self.rope_freq.iter().zip(rope_cos.iter_mut()).zip(rope_sin.iter_mut()) {
+        for ((f, co), si) in self.rope_freq.iter().zip(rope_cos.iter_mut()).zip(rope_sin.iter_mut())
+        {
             let val = pos as f32 * f;
             *co = libm::cosf(val);
             *si = libm::sinf(val);
@@ -257,7 +275,8 @@ pub fn quantize(q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {
     for (g, (qg, sg)) in q.chunks_exact_mut(group).zip(s.iter_mut()).enumerate() {
         let xg = x.get(g * group..).unwrap_or(&[]);
         let xg = &xg[..xg.len().min(group)];
-        let wmax = xg.iter().fold(0.0f32, |m, v| if libm::fabsf(*v) > m { libm::fabsf(*v) } else { m });
+        let wmax =
+            xg.iter().fold(0.0f32, |m, v| if libm::fabsf(*v) > m { libm::fabsf(*v) } else { m });
         let scale = wmax / 127.0f32;
         *sg = scale;
         for (i, qv) in qg.iter_mut().enumerate() {

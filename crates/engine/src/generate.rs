@@ -88,7 +88,11 @@ impl<'g, 'a, 't> Generator<'g, 'a, 't> {
         if let Some(&t) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
             return Err(Error::TokenOutOfRange { token: t, vocab_size });
         }
-        let token = *prompt.first().ok_or(Error::BadLength { what: "prompt tokens", expected: 1, got: 0 })?;
+        let token = *prompt.first().ok_or(Error::BadLength {
+            what: "prompt tokens",
+            expected: 1,
+            got: 0,
+        })?;
         Ok(Generator {
             transformer,
             tokenizer,

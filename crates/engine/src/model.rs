@@ -59,21 +59,21 @@ impl Config {
                 });
             }
         }
-        if self.dim % self.n_heads != 0 {
+        if !self.dim.is_multiple_of(self.n_heads) {
             return Err(Error::BadConfig {
                 field: "n_heads",
                 value: self.n_heads as i64,
                 reason: "does not divide dim",
             });
         }
-        if self.n_kv_heads > self.n_heads || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads > self.n_heads || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::BadConfig {
                 field: "n_kv_heads",
                 value: self.n_kv_heads as i64,
                 reason: "does not divide n_heads",
             });
         }
-        if self.head_size() % 2 != 0 {
+        if !self.head_size().is_multiple_of(2) {
             return Err(Error::BadConfig {
                 field: "n_heads",
                 value: self.n_heads as i64,
@@ -139,10 +139,7 @@ impl<'a> Floats<'a> {
             return Floats::Borrowed(view);
         }
         Floats::Owned(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         )
     }
 

@@ -106,7 +106,8 @@ fn sample_topp(p: &[f32], topp: f32, probindex: &mut Vec<(f32, u32)>, coin: f32)
     let n = p.len();
     let cutoff = (1.0f32 - topp) / (n as f32 - 1.0);
     probindex.clear();
-    probindex.extend(p.iter().enumerate().filter(|(_, &v)| v >= cutoff).map(|(i, &v)| (v, i as u32)));
+    probindex
+        .extend(p.iter().enumerate().filter(|(_, &v)| v >= cutoff).map(|(i, &v)| (v, i as u32)));
     // Descending by probability; stable like glibc's merge-sort qsort.
     probindex.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(core::cmp::Ordering::Equal));
     let Some(&(_, first)) = probindex.first() else { return argmax(p) };

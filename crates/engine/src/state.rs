@@ -71,10 +71,7 @@ fn q8_scratch(weights: &Weights<'_>) -> (usize, usize) {
 }
 
 fn checked(what: &'static str, parts: &[usize]) -> Result<usize> {
-    parts
-        .iter()
-        .try_fold(1usize, |acc, &p| acc.checked_mul(p))
-        .ok_or(Error::Overflow { what })
+    parts.iter().try_fold(1usize, |acc, &p| acc.checked_mul(p)).ok_or(Error::Overflow { what })
 }
 
 /// Allocates `n` default values without aborting on failure.

@@ -62,7 +62,8 @@ impl<'a> Tokenizer<'a> {
         for i in 0..vocab_size {
             let at = r.pos();
             let score = r.f32("tokenizer piece").map_err(|_| Error::Tokenizer {
-                reason: "file ends before the model's vocab_size pieces (tokenizer of another model?)",
+                reason:
+                    "file ends before the model's vocab_size pieces (tokenizer of another model?)",
                 offset: at,
                 value: i as i64,
             })?;
@@ -88,7 +89,8 @@ impl<'a> Tokenizer<'a> {
         }
         if r.pos() != bytes.len() {
             return Err(Error::Tokenizer {
-                reason: "file has more pieces than the model's vocab_size (tokenizer of another model?)",
+                reason:
+                    "file has more pieces than the model's vocab_size (tokenizer of another model?)",
                 offset: r.pos(),
                 value: vocab_size as i64,
             });
@@ -96,6 +98,25 @@ impl<'a> Tokenizer<'a> {
         let mut sorted: Vec<u32> = (0..vocab_size as u32).collect();
         sorted.sort_by(|&a, &b| pieces[a as usize].cmp(pieces[b as usize]));
         Ok(Tokenizer { pieces, scores, sorted, max_token_length: max_len as usize })
+    }
+
+    /// Counts the pieces in a tokenizer file (llama2.c files do not store their vocabulary
+    /// size; it comes from the model). Fails like [`Tokenizer::from_bytes`] on a damaged file.
+    pub fn count_pieces(bytes: &[u8]) -> Result<usize> {
+        let mut r = Reader::new(bytes);
+        r.i32("tokenizer header")?;
+        let mut n = 0usize;
+        while r.pos() < bytes.len() {
+            let at = r.pos();
+            let bad = |reason| Error::Tokenizer { reason, offset: at, value: n as i64 };
+            r.f32("tokenizer piece").map_err(|_| bad("file ends inside a piece"))?;
+            let len = r.i32("tokenizer piece").map_err(|_| bad("file ends inside a piece"))?;
+            let len = usize::try_from(len).map_err(|_| bad("negative piece length"))?;
+            r.take("tokenizer piece", len)
+                .map_err(|_| bad("piece runs past the end of the file"))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Number of pieces.

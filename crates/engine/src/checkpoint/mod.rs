@@ -16,6 +16,7 @@
 //! Every size is computed with checked arithmetic from the header before anything is sliced, and
 //! the sections must cover the data exactly: a short or long file is an error naming the section.
 
+pub mod bundle;
 pub mod reader;
 
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub enum Format {
         /// Values per scale.
         group_size: usize,
     },
+    /// esp-llm's device bundle (docs/bundle.md): aligned tensors, per-tensor int8 groups,
+    /// tokenizer included, CRC-32.
+    Bundle,
 }
 
 impl core::fmt::Display for Format {
@@ -48,6 +52,7 @@ impl core::fmt::Display for Format {
             Format::V2 { group_size } => {
                 write!(f, "llama2.c v2 (int8 Q8_0, group size {group_size})")
             }
+            Format::Bundle => f.write_str("esp-llm bundle v1"),
         }
     }
 }
@@ -68,7 +73,9 @@ impl<'a> Checkpoint<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let r = Reader::new(bytes);
         let magic = r.peek_u32("header")?;
-        if magic == LLAMA2C_MAGIC {
+        if bundle::is_bundle(bytes) {
+            bundle::Bundle::parse(bytes).map(|b| b.checkpoint)
+        } else if magic == LLAMA2C_MAGIC {
             parse_versioned(r)
         } else {
             parse_v0(r)
@@ -126,10 +133,7 @@ fn f32_layers<'a>(
 ) -> Result<Vec<Matrix<'a>>> {
     let per = mul(section, mul(section, rows, cols)?, 4)?;
     let bytes = r.take(section, mul(section, per, n_layers)?)?;
-    bytes
-        .chunks_exact(per)
-        .map(|b| Matrix::f32(Floats::from_le_bytes(b), rows, cols))
-        .collect()
+    bytes.chunks_exact(per).map(|b| Matrix::f32(Floats::from_le_bytes(b), rows, cols)).collect()
 }
 
 /// Reads one f32 matrix.
@@ -197,8 +201,7 @@ fn parse_v0(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
     let rope = mul("freq_cis", mul("freq_cis", c.seq_len, c.head_size() / 2)?, 4)?;
     r.take("freq_cis_real", rope)?;
     r.take("freq_cis_imag", rope)?;
-    let wcls =
-        if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
+    let wcls = if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
     r.finish()?;
     Ok(Checkpoint {
         config: c,
@@ -249,7 +252,8 @@ fn parse_versioned(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
             for (i, (name, shape)) in shapes.iter().enumerate() {
                 mats[i] = f32_layers(&mut r, name, l, *shape)?;
             }
-            let wcls = if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
+            let wcls =
+                if c.shared_classifier { None } else { Some(f32_matrix(&mut r, "wcls", (v, d))?) };
             (Format::V1, emb, wcls)
         }
         Some(gs) => {
@@ -261,7 +265,9 @@ fn parse_versioned(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
                 });
             }
             let gs = gs as usize;
-            for (tensor, len) in [("rows of length dim", d), ("w2 (rows of length hidden_dim)", c.hidden_dim)] {
+            for (tensor, len) in
+                [("rows of length dim", d), ("w2 (rows of length hidden_dim)", c.hidden_dim)]
+            {
                 if len % gs != 0 {
                     return Err(Error::BadGroupSize { tensor, group_size: gs, row_len: len });
                 }
@@ -274,7 +280,11 @@ fn parse_versioned(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
                 }
                 mats[i] = layers;
             }
-            let wcls = if c.shared_classifier { None } else { Some(q8_matrix(&mut r, "wcls", (v, d), gs)?) };
+            let wcls = if c.shared_classifier {
+                None
+            } else {
+                Some(q8_matrix(&mut r, "wcls", (v, d), gs)?)
+            };
             (Format::V2 { group_size: gs }, emb, wcls)
         }
     };

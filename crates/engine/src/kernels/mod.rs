@@ -22,7 +22,15 @@ pub trait Kernels: Sync {
     /// Int8 rows of `stride = xq.len()` values with one scale per `group` values:
     /// `out[r] = sum_g (sum_k xq[g*G+k] * wq[r*stride+g*G+k]) as f32 * ws[r*G'+g] * xs[g]`
     /// where `G' = stride / group`, adding groups left to right in f32.
-    fn matmul_q8(&self, out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize);
+    fn matmul_q8(
+        &self,
+        out: &mut [f32],
+        wq: &[i8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    );
 }
 
 /// The best kernels for the machine this runs on.

@@ -1,0 +1,94 @@
+//! `esp-llm inspect`: what a model file is and what running it costs in memory.
+
+use crate::files;
+use anyhow::{Context, Result};
+use esp_llm_engine::model::Matrix;
+use esp_llm_engine::state::RunState;
+use esp_llm_engine::Checkpoint;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file. Default: stories260K.bin from the model directories.
+    pub model: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let path = files::resolve_model(a.model.as_deref())?;
+    let blob = files::load(&path, "model")?;
+    let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;
+    let c = ck.config;
+    let w = &ck.weights;
+    let (mut f32_bytes, mut q_bytes, mut scale_bytes) = (0usize, 0usize, 0usize);
+    let norms: usize = w
+        .layers
+        .iter()
+        .map(|l| (l.rms_att_weight.len() + l.rms_ffn_weight.len()) * 4)
+        .sum::<usize>()
+        + w.rms_final_weight.len() * 4;
+    f32_bytes += norms;
+    let mut groups = Vec::new();
+    for (_, _, m) in w.matrices() {
+        match m {
+            Matrix::F32 { w, .. } => f32_bytes += w.len() * 4,
+            Matrix::Q8(q) => {
+                q_bytes += q.q.len();
+                scale_bytes += q.s.len() * 4;
+                if !groups.contains(&q.group) {
+                    groups.push(q.group);
+                }
+            }
+        }
+    }
+    let state = RunState::size(&c, w, c.seq_len)?;
+    let weights = f32_bytes + q_bytes + scale_bytes;
+    if a.json {
+        let out = serde_json::json!({
+            "file": path.display().to_string(),
+            "file_bytes": blob.len(),
+            "format": ck.format.to_string(),
+            "config": {
+                "dim": c.dim, "hidden_dim": c.hidden_dim, "n_layers": c.n_layers,
+                "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "vocab_size": c.vocab_size,
+                "seq_len": c.seq_len, "head_size": c.head_size(), "kv_dim": c.kv_dim(),
+                "shared_classifier": c.shared_classifier,
+            },
+            "parameters": c.n_params(),
+            "memory": {
+                "weights": weights, "f32_weights": f32_bytes, "int8_weights": q_bytes,
+                "int8_scales": scale_bytes, "kv_cache": state.kv_cache,
+                "activations": state.activations, "total": weights + state.total(),
+            },
+            "group_sizes": groups,
+        });
+        outln!("{out}");
+        return Ok(());
+    }
+    outln!("file          {} ({} bytes)", path.display(), blob.len());
+    outln!("format        {}", ck.format);
+    outln!(
+        "config        dim {} · hidden_dim {} · n_layers {} · n_heads {} · n_kv_heads {} · vocab_size {} · seq_len {}",
+        c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len
+    );
+    outln!(
+        "              head_size {} · kv_dim {} · classifier {}",
+        c.head_size(),
+        c.kv_dim(),
+        if c.shared_classifier { "shared with the token embedding" } else { "separate" }
+    );
+    outln!("parameters    {}", c.n_params());
+    outln!("memory (bytes)");
+    outln!("  weights     {weights:>12}");
+    outln!("    f32       {f32_bytes:>12}");
+    if q_bytes > 0 {
+        outln!("    int8      {q_bytes:>12}");
+        outln!("    scales    {scale_bytes:>12}  (group size {groups:?})");
+    }
+    outln!("  KV cache    {:>12}  (fp32, {} positions)", state.kv_cache, c.seq_len);
+    outln!("  activations {:>12}", state.activations);
+    outln!("  total       {:>12}", weights + state.total());
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! `esp-llm run`: llama2.c's `run` on the host, with the same flags and defaults.
+
+use crate::files::{self, Blob};
+use anyhow::{bail, Context, Result};
+use esp_llm_engine::chat::{self, ChatIo};
+use esp_llm_engine::checkpoint::bundle;
+use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Generation mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Continue the prompt into a story.
+    Generate,
+    /// Llama-2 chat template, interactive on stdin.
+    Chat,
+}
+
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+pub struct Args {
+    /// Model file: a llama2.c checkpoint (v0, v1 or v2/int8). Default: stories260K.bin from
+    /// $ESP_LLM_MODELS, ./models or ../shared/models (the first that has it).
+    pub model: Option<PathBuf>,
+    /// Temperature: 0 = greedy (always the most likely token), 1 = the model's distribution.
+    #[arg(short = 't', long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Top-p (nucleus) sampling threshold in [0, 1]; 0 or 1 samples from all tokens.
+    #[arg(short = 'p', long, default_value_t = 0.9)]
+    pub topp: f32,
+    /// Random seed; 0 = seed from the current time.
+    #[arg(short = 's', long, default_value_t = 0)]
+    pub seed: i64,
+    /// Number of forward passes, prompt included; 0 (or more than the context) = the whole context.
+    #[arg(short = 'n', long, default_value_t = 256)]
+    pub steps: i64,
+    /// Prompt text.
+    #[arg(short = 'i', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Tokenizer file. Default: tok<vocab>.bin beside the model, or tokenizer.bin for vocab 32000.
+    #[arg(short = 'z', long)]
+    pub tokenizer: Option<PathBuf>,
+    /// generate or chat.
+    #[arg(short = 'm', long, value_enum, default_value_t = Mode::Generate)]
+    pub mode: Mode,
+    /// System prompt (chat mode).
+    #[arg(short = 'y', long)]
+    pub system: Option<String>,
+    /// Print one JSON object (prompt_tokens, tokens, stop, text, tok_per_s) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// Say which model format, kernels and memory the run uses (on stderr).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// When the prompt is longer than the context, keep BOS and its last seq_len/2 tokens
+    /// instead of failing.
+    #[arg(long)]
+    pub truncate_prompt: bool,
+    /// Refuse to run when the weights copied into memory plus the run state (KV cache,
+    /// activations) would exceed this many bytes (suffixes K, M, G allowed).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_memory: Option<u64>,
+}
+
+/// Parses `123`, `64K`, `8M`, `1G` (binary multiples).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("'{s}' is not a byte count (examples: 4096, 512K, 8M)"))
+}
+
+/// A model file and its tokenizer, mapped.
+pub struct Loaded {
+    pub model_path: PathBuf,
+    pub model: Blob,
+    /// A separate tokenizer file; `None` when the model is a bundle that carries its own.
+    pub tokenizer: Option<(PathBuf, Blob)>,
+}
+
+impl Loaded {
+    /// The tokenizer bytes (from the file, or from inside the bundle).
+    pub fn tokenizer_bytes(&self) -> &[u8] {
+        match &self.tokenizer {
+            Some((_, b)) => b,
+            None => bundle::Bundle::parse(&self.model).map(|b| b.tokenizer).unwrap_or(&[]),
+        }
+    }
+
+    /// Where the tokenizer came from, for messages.
+    pub fn tokenizer_name(&self) -> String {
+        match &self.tokenizer {
+            Some((p, _)) => p.display().to_string(),
+            None => format!("{} (bundled)", self.model_path.display()),
+        }
+    }
+}
+
+/// Maps the model (default if `None`) and its tokenizer (default beside the model if `None`;
+/// a bundle's own tokenizer when the model is a bundle). Bundles are checksum-verified.
+pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Loaded> {
+    let model_path = files::resolve_model(model)?;
+    let blob = files::load(&model_path, "model")?;
+    let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", model_path.display()))?;
+    if bundle::is_bundle(&blob) {
+        bundle::verify(&blob)
+            .with_context(|| format!("{}: re-pack or re-copy the file", model_path.display()))?;
+        if tokenizer.is_none() {
+            return Ok(Loaded { model_path, model: blob, tokenizer: None });
+        }
+    }
+    let tokenizer_path = match tokenizer {
+        Some(t) => t.to_path_buf(),
+        None => files::default_tokenizer(&model_path, ck.config.vocab_size),
+    };
+    let tok = files::load(&tokenizer_path, "tokenizer").map_err(|e| {
+        if tokenizer.is_none() {
+            anyhow::anyhow!("{e:#} (the default tokenizer sits beside the model; pass one with -z)")
+        } else {
+            e
+        }
+    })?;
+    Ok(Loaded { model_path, model: blob, tokenizer: Some((tokenizer_path, tok)) })
+}
+
+/// Seed 0 means "from the clock", as in run.c; negative seeds wrap like C's conversion.
+pub fn resolve_seed(seed: i64) -> u64 {
+    if seed == 0 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32 as u64)
+            .unwrap_or(1)
+    } else {
+        seed as u64
+    }
+}
+
+/// Encodes the prompt and applies the context rule (error, or truncation when asked).
+pub fn prompt_tokens(
+    tok: &Tokenizer<'_>,
+    prompt: &str,
+    seq_len: usize,
+    truncate: bool,
+) -> Result<Vec<u32>> {
+    let mut ids = tok.encode(prompt.as_bytes());
+    if ids.len() > seq_len {
+        if !truncate {
+            bail!(
+                "the prompt is {} tokens long but the model's context holds {seq_len}; shorten it or pass --truncate-prompt to keep its last {} tokens",
+                ids.len(),
+                seq_len / 2
+            );
+        }
+        let keep = seq_len / 2;
+        let tail = ids.split_off(ids.len() - keep);
+        ids.truncate(1);
+        ids.extend(tail);
+    }
+    Ok(ids)
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let loaded = load(a.model.as_deref(), a.tokenizer.as_deref())?;
+    let ck = Checkpoint::parse(&loaded.model)?;
+    let config = ck.config;
+    let format = ck.format;
+    let tokenizer = Tokenizer::from_bytes(loaded.tokenizer_bytes(), config.vocab_size)
+        .with_context(|| loaded.tokenizer_name())?;
+    let seed = resolve_seed(a.seed);
+    let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, seed)?;
+    let mut t = Transformer::new(ck)?;
+    let weights_copied: usize = copied_bytes(&t);
+    let state = t.state_size();
+    let need = (weights_copied + state.total()) as u64;
+    if let Some(max) = a.max_memory {
+        if need > max {
+            bail!(
+                "this run needs {need} bytes ({weights_copied} of weights copied in, {} of KV cache, {} of activations), more than --max-memory {max}",
+                state.kv_cache,
+                state.activations
+            );
+        }
+    }
+    if a.verbose {
+        eprintln!(
+            "model {} ({format}), tokenizer {}, kernels {}, {} worker(s), memory: weights {} B mapped + {} B copied, KV cache {} B, activations {} B",
+            loaded.model_path.display(),
+            loaded.tokenizer_name(),
+            t.kernels().name(),
+            t.worker_count(),
+            loaded.model.len(),
+            weights_copied,
+            state.kv_cache,
+            state.activations
+        );
+    }
+    let steps = a.steps.max(0) as usize;
+    if a.mode == Mode::Chat {
+        let mut io = StdIo;
+        return Ok(chat::chat(
+            &mut t,
+            &tokenizer,
+            &mut sampler,
+            a.system.as_deref(),
+            a.prompt.as_deref(),
+            steps,
+            &mut io,
+        )?);
+    }
+    let prompt = a.prompt.clone().unwrap_or_default();
+    let ids = prompt_tokens(&tokenizer, &prompt, config.seq_len, a.truncate_prompt)?;
+    let prompt_ids = ids.clone();
+    let mut tokens = vec![ids[0]];
+    let mut text = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    let mut start: Option<Instant> = None;
+    let mut forwards = 0usize;
+    let mut stop = Stop::Steps;
+    for ev in Generator::new(&mut t, &tokenizer, &mut sampler, ids, steps)? {
+        match ev? {
+            Event::Token { token, text: piece, .. } => {
+                forwards += 1;
+                tokens.push(token);
+                if a.json {
+                    text.extend_from_slice(piece);
+                } else {
+                    stdout.write_all(piece)?;
+                    stdout.flush()?;
+                }
+            }
+            Event::Done(s) => {
+                if s == Stop::Bos {
+                    forwards += 1;
+                }
+                stop = s;
+            }
+        }
+        if start.is_none() {
+            start = Some(Instant::now());
+        }
+    }
+    let tok_per_s = match start {
+        Some(s) if forwards > 1 => (forwards - 1) as f64 / s.elapsed().as_secs_f64().max(1e-9),
+        _ => 0.0,
+    };
+    if a.json {
+        let out = serde_json::json!({
+            "model": loaded.model_path.display().to_string(),
+            "tokenizer": loaded.tokenizer_name(),
+            "format": format.to_string(),
+            "prompt": prompt,
+            "temperature": a.temperature.to_string().parse::<f64>().unwrap_or(f64::NAN),
+            "topp": a.topp.to_string().parse::<f64>().unwrap_or(f64::NAN),
+            "seed": seed,
+            "steps": esp_llm_engine::generate::clamp_steps(steps, config.seq_len),
+            "prompt_tokens": prompt_ids,
+            "tokens": tokens,
+            "stop": stop.as_str(),
+            "text": String::from_utf8_lossy(&text),
+            "tok_per_s": tok_per_s,
+        });
+        writeln!(stdout, "{out}")?;
+    } else {
+        writeln!(stdout)?;
+        if forwards > 1 {
+            eprintln!("achieved tok/s: {tok_per_s:.6}");
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of weights the engine had to copy (misaligned floats in v2 files); the rest is mapped.
+pub fn copied_bytes(t: &Transformer<'_>) -> usize {
+    let w = &t.weights;
+    let mut n = 0;
+    let mut add = |f: &esp_llm_engine::model::Floats<'_>| {
+        if !f.is_borrowed() {
+            n += f.len() * 4;
+        }
+    };
+    for l in &w.layers {
+        add(&l.rms_att_weight);
+        add(&l.rms_ffn_weight);
+    }
+    add(&w.rms_final_weight);
+    for (_, _, m) in w.matrices() {
+        match m {
+            esp_llm_engine::model::Matrix::F32 { w, .. } => add(w),
+            esp_llm_engine::model::Matrix::Q8(q) => add(&q.s),
+        }
+    }
+    n
+}
+
+/// Chat on the terminal.
+struct StdIo;
+
+impl ChatIo for StdIo {
+    fn read_line(&mut self, guide: &str) -> Option<String> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(guide.as_bytes()).ok()?;
+        out.flush().ok()?;
+        drop(out);
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                if line.ends_with('\n') {
+                    line.pop();
+                }
+                Some(line)
+            }
+        }
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+}
