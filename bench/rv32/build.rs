@@ -19,6 +19,7 @@ fn models_dir() -> PathBuf {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=ESP_LLM_MODELS");
+    println!("cargo:rerun-if-env-changed=RV32BENCH_STEPS");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link.x");
     let dir = models_dir();

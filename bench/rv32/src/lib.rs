@@ -29,8 +29,23 @@ use esp_llm_engine::{Checkpoint, Sampler, Tokenizer, Transformer, BOS};
 
 /// The prompt and number of forward passes (prompt positions included), as in the issue.
 pub const PROMPT: &[u8] = b"Once upon a time";
-/// Forward passes per run.
-pub const STEPS: usize = 64;
+/// Forward passes per run: 64, or `$RV32BENCH_STEPS` at build time (profile.sh uses fewer).
+pub const STEPS: usize = match option_env!("RV32BENCH_STEPS") {
+    Some(s) => parse_usize(s),
+    None => 64,
+};
+
+const fn parse_usize(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut v = 0;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "RV32BENCH_STEPS must be a number");
+        v = v * 10 + (b[i] - b'0') as usize;
+        i += 1;
+    }
+    v
+}
 
 /// 16-byte aligned bytes, so the engine can view f32 tensors in place.
 #[repr(C, align(16))]

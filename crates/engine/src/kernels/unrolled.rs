@@ -67,7 +67,15 @@ impl Kernels for Unrolled {
         Scalar.matmul_f32(rest, w.get(done * n..).unwrap_or(&[]), x);
     }
 
-    fn matmul_q8(&self, out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) {
+    fn matmul_q8(
+        &self,
+        out: &mut [f32],
+        wq: &[i8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
         match group {
             4 => q8_rows::<4>(out, wq, ws, xq, xs),
             8 => q8_rows::<8>(out, wq, ws, xq, xs),
@@ -77,6 +85,34 @@ impl Kernels for Unrolled {
             _ => Scalar.matmul_q8(out, wq, ws, xq, xs, group),
         }
     }
+}
+
+/// `a * b + c` rounded once, as [`Scalar::matmul_q8`] does per group. `libm::fmaf` emulates
+/// it with f64 arithmetic, which is software on cores without a double-precision FPU; where the
+/// single-precision FPU exists (rv32imafc, the ESP32-P4) its `fmadd.s` gives the same result in
+/// one instruction.
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(all(any(target_arch = "riscv32", target_arch = "riscv64"), target_feature = "f"))]
+    {
+        let r: f32;
+        // SAFETY: `fmadd.s` reads three FP registers and writes one; no memory, no traps
+        // (exception flags only accumulate in fcsr), rounding mode from fcsr (reset:
+        // round-to-nearest-even, which the engine never changes).
+        unsafe {
+            core::arch::asm!(
+                "fmadd.s {r}, {a}, {b}, {c}",
+                r = lateout(freg) r,
+                a = in(freg) a,
+                b = in(freg) b,
+                c = in(freg) c,
+                options(pure, nomem, nostack),
+            );
+        }
+        r
+    }
+    #[cfg(not(all(any(target_arch = "riscv32", target_arch = "riscv64"), target_feature = "f")))]
+    libm::fmaf(a, b, c)
 }
 
 /// Integer dot product of one group.
@@ -98,7 +134,9 @@ fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs
     }
     let mut outs = out.chunks_exact_mut(ROWS);
     let mut done = 0;
-    for (o, (wr, sr)) in (&mut outs).zip(wq.chunks_exact(ROWS * stride).zip(ws.chunks_exact(ROWS * groups))) {
+    for (o, (wr, sr)) in
+        (&mut outs).zip(wq.chunks_exact(ROWS * stride).zip(ws.chunks_exact(ROWS * groups)))
+    {
         let (w0, wr) = wr.split_at(stride);
         let (w1, wr) = wr.split_at(stride);
         let (w2, w3) = wr.split_at(stride);
@@ -113,10 +151,10 @@ fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs
             .zip(w2.chunks_exact(G).zip(w3.chunks_exact(G)))
             .zip(s0.iter().zip(s1).zip(s2.iter().zip(s3)));
         for ((((xg, &xsg), (g0, g1)), (g2, g3)), ((&a0, &a1), (&a2, &a3))) in it {
-            acc[0] += idot::<G>(g0, xg) as f32 * a0 * xsg;
-            acc[1] += idot::<G>(g1, xg) as f32 * a1 * xsg;
-            acc[2] += idot::<G>(g2, xg) as f32 * a2 * xsg;
-            acc[3] += idot::<G>(g3, xg) as f32 * a3 * xsg;
+            acc[0] = fma(idot::<G>(g0, xg) as f32 * a0, xsg, acc[0]);
+            acc[1] = fma(idot::<G>(g1, xg) as f32 * a1, xsg, acc[1]);
+            acc[2] = fma(idot::<G>(g2, xg) as f32 * a2, xsg, acc[2]);
+            acc[3] = fma(idot::<G>(g3, xg) as f32 * a3, xsg, acc[3]);
         }
         o.copy_from_slice(&acc);
         done += ROWS;
