@@ -14,7 +14,7 @@ usage: profile.py ELF [TOP] < qemu.log
 """
 import collections
 
-DEPTH = 6  # call sites kept per sample, innermost first
+DEPTH = 10  # call sites kept per sample, innermost first
 import subprocess
 import sys
 from shutil import which
