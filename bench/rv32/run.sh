@@ -3,15 +3,18 @@
 # qemu-system-riscv32 -icount shift=0; prints a table of instructions per token.
 #   run.sh            build + run all; outputs in $OUT (default target/out/<isa>-<model>.txt)
 #   run.sh --phases   same with the matmul kernels' own instruction counts (separate build)
+#   run.sh --scalar   same with the engine's Scalar reference kernels (separate build)
 # Installs the Debian cross toolchain and QEMU with apt-get if they are missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 phases=0
+scalar=0
 for a in "$@"; do
   case $a in
     --phases) phases=1 ;;
-    *) echo "usage: $0 [--phases]" >&2; exit 2 ;;
+    --scalar) scalar=1 ;;
+    *) echo "usage: $0 [--phases] [--scalar]" >&2; exit 2 ;;
   esac
 done
 
@@ -38,7 +41,11 @@ target_dir=${CARGO_TARGET_DIR:-$here/target}
 features=()
 if [ $phases = 1 ]; then
   target_dir=$target_dir/phases
-  features=(--features phases)
+  features+=(--features phases)
+fi
+if [ $scalar = 1 ]; then
+  target_dir=$target_dir/scalar
+  features+=(--features scalar)
 fi
 export CARGO_TARGET_DIR=$target_dir
 out_dir=${OUT:-$target_dir/out}

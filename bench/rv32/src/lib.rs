@@ -301,7 +301,15 @@ impl Kernels for Counted {
         self.inner.matmul_f32(out, w, x);
         self.add(0, instret() - t0);
     }
-    fn matmul_q8(&self, out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) {
+    fn matmul_q8(
+        &self,
+        out: &mut [f32],
+        wq: &[i8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
         let t0 = instret();
         self.inner.matmul_q8(out, wq, ws, xq, xs, group);
         self.add(1, instret() - t0);
@@ -326,13 +334,18 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
     let t_start = instret();
     let ckpt = Checkpoint::parse(model)?;
     let vocab = ckpt.config.vocab_size;
+    // kernels::best(), or the Scalar reference with feature `scalar` (run.sh --scalar).
+    #[cfg(not(feature = "scalar"))]
+    let chosen: &'static dyn Kernels = kernels::best();
+    #[cfg(feature = "scalar")]
+    let chosen: &'static dyn Kernels = &kernels::Scalar;
     #[cfg(feature = "phases")]
     let counted: &'static Counted =
-        Box::leak(Box::new(Counted { inner: kernels::best(), instret: UnsafeCell::new([0; 2]) }));
+        Box::leak(Box::new(Counted { inner: chosen, instret: UnsafeCell::new([0; 2]) }));
     #[cfg(feature = "phases")]
     let kern: &'static dyn Kernels = counted;
     #[cfg(not(feature = "phases"))]
-    let kern: &'static dyn Kernels = kernels::best();
+    let kern: &'static dyn Kernels = chosen;
     let mut transformer = Transformer::with_options(ckpt, None, kern, Box::new(Serial))?;
     let tokenizer = Tokenizer::from_bytes(TOKENIZER, vocab)?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0)?;

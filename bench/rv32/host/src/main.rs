@@ -20,27 +20,30 @@ fn models_dir() -> Result<PathBuf, String> {
         return Ok(PathBuf::from(dir));
     }
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|d| d.join("shared").join("models"))
-        .find(|c| c.is_dir())
-        .ok_or_else(|| format!("cannot find shared/models above {} (set ESP_LLM_MODELS)", here.display()))
+    here.ancestors().map(|d| d.join("shared").join("models")).find(|c| c.is_dir()).ok_or_else(
+        || format!("cannot find shared/models above {} (set ESP_LLM_MODELS)", here.display()),
+    )
 }
 
 fn run(model_file: &str, kernels: &'static dyn Kernels) -> Result<String, String> {
     let dir = models_dir()?;
-    let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
+    let read =
+        |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
     let model = read(model_file)?;
     let tok_bytes = read("tok512.bin")?;
     let ckpt = Checkpoint::parse(&model).map_err(|e| e.to_string())?;
     let vocab = ckpt.config.vocab_size;
-    let mut t = Transformer::with_options(ckpt, None, kernels, Box::new(Serial)).map_err(|e| e.to_string())?;
+    let mut t = Transformer::with_options(ckpt, None, kernels, Box::new(Serial))
+        .map_err(|e| e.to_string())?;
     let tok = Tokenizer::from_bytes(&tok_bytes, vocab).map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0).map_err(|e| e.to_string())?;
     let prompt = tok.encode(PROMPT);
     let mut tokens = vec![prompt[0]];
     let mut text = Vec::new();
     let mut stop = Stop::Steps;
-    for ev in Generator::new(&mut t, &tok, &mut sampler, prompt, STEPS).map_err(|e| e.to_string())? {
+    for ev in
+        Generator::new(&mut t, &tok, &mut sampler, prompt, STEPS).map_err(|e| e.to_string())?
+    {
         match ev.map_err(|e| e.to_string())? {
             Event::Token { token, text: piece, .. } => {
                 tokens.push(token);

@@ -103,7 +103,12 @@ extern "C" fn rv32bench_main() -> ! {
     per_call(&mut c, "f32 as i8", 4, |x, _, _| (x * 40.0) as i8 as f32);
     per_call(&mut c, "libm::expf", 4, |x, _, _| libm::expf(-libm::fabsf(x)));
     per_call(&mut c, "libm::fmaf", 4, libm::fmaf);
-    per_call(&mut c, "kernels::unrolled::fmaf_soft", 4, esp_llm_engine::kernels::unrolled::fmaf_soft);
+    per_call(
+        &mut c,
+        "kernels::unrolled::fmaf_soft",
+        4,
+        esp_llm_engine::kernels::unrolled::fmaf_soft,
+    );
     per_call(&mut c, "libm::sinf", 1, |x, _, _| libm::sinf(x * 10.0));
     per_call(&mut c, "libm::roundf", 4, |x, _, _| libm::roundf(x * 20.0));
     per_call(&mut c, "libm::sqrtf", 4, |x, _, _| libm::sqrtf(libm::fabsf(x)));
@@ -112,14 +117,19 @@ extern "C" fn rv32bench_main() -> ! {
     for _ in 0..50 {
         softmax(black_box(&mut att));
     }
-    let _ = writeln!(c, "op forward::softmax (33 values): {} instructions/call", (instret() - t0) / 50);
+    let _ =
+        writeln!(c, "op forward::softmax (33 values): {} instructions/call", (instret() - t0) / 50);
     let x: Vec<f32> = (0..64).map(val).collect();
     let (mut xq, mut xs) = (alloc::vec![0i8; 64], alloc::vec![0f32; 16]);
     let t0 = instret();
     for _ in 0..50 {
         quantize(black_box(&mut xq), &mut xs, black_box(&x), 4);
     }
-    let _ = writeln!(c, "op forward::quantize (64 values, group 4): {} instructions/call", (instret() - t0) / 50);
+    let _ = writeln!(
+        c,
+        "op forward::quantize (64 values, group 4): {} instructions/call",
+        (instret() - t0) / 50
+    );
 
     // One int8 token's matmuls (each matrix once), engine kernels vs the integer experiment.
     let ck = match Checkpoint::parse(&Q80_MODEL.0) {

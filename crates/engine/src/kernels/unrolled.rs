@@ -230,7 +230,7 @@ fn idot<const G: usize>(w: &[i8], x: &[i8]) -> i32 {
 fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) {
     let stride = xq.len();
     let groups = stride / G;
-    if stride % G != 0 || groups == 0 {
+    if groups * G != stride || groups == 0 {
         return Scalar.matmul_q8(out, wq, ws, xq, xs, G);
     }
     let mut outs = out.chunks_exact_mut(ROWS);
