@@ -20,7 +20,7 @@ pub mod bundle;
 pub mod reader;
 
 use crate::error::{Error, Result};
-use crate::model::{Config, Floats, Layer, Matrix, Weights};
+use crate::model::{Config, Floats, Layer, Matrix, Weights, MAX_DIM};
 use alloc::vec::Vec;
 use reader::Reader;
 
@@ -184,7 +184,16 @@ fn assemble<'a>(
 }
 
 fn parse_v0(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
-    let c = read_dims(&mut r, true)?;
+    let first_bytes = r.peek_u32("header")?;
+    // A v0 file has no magic: a header that makes no sense means "not a model file" more
+    // often than "a damaged model", so say both.
+    let c = read_dims(&mut r, true).map_err(|e| match e {
+        // Out-of-range values suggest another kind of file; inconsistent ones a bad model.
+        Error::BadConfig { field, value, reason } if value <= 0 || value as usize > MAX_DIM => {
+            Error::UnknownFormat { first_bytes, field, value, reason }
+        }
+        e => e,
+    })?;
     let (d, l, v) = (c.dim, c.n_layers, c.vocab_size);
     let token_embedding = f32_matrix(&mut r, "token_embedding", (v, d))?;
     let rms_att = r.take("rms_att_weight", mul("rms_att_weight", mul("rms", l, d)?, 4)?)?;
