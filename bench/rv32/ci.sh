@@ -15,8 +15,8 @@ OUT=$out_dir CARGO_TARGET_DIR=$target_dir "$here/run.sh"
 
 # Host reference, built with the host toolchain if there is one (else Debian's cargo).
 cargo_host=$(command -v cargo || echo /usr/bin/cargo)
-CARGO_TARGET_DIR=$target_dir/host RUSTC_BOOTSTRAP= "$cargo_host" build --quiet --release \
-  --manifest-path "$here/host/Cargo.toml"
+env -u RUSTC -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR="$target_dir/host" "$cargo_host" build --quiet \
+  --release --manifest-path "$here/host/Cargo.toml"
 host_bin=$target_dir/host/release/rv32bench-host
 
 passed=0
