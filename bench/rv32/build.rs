@@ -22,13 +22,19 @@ fn main() {
     println!("cargo:rerun-if-env-changed=RV32BENCH_STEPS");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link.x");
+    println!("cargo:rerun-if-env-changed=RV32BENCH_Q80_FILE");
     let dir = models_dir();
     for (var, file) in [
         ("RV32BENCH_FP32", "stories260K.bin"),
         ("RV32BENCH_Q80", "stories260K_q80.bin"),
         ("RV32BENCH_TOK", "tok512.bin"),
     ] {
-        let p = dir.join(file);
+        // `$RV32BENCH_Q80_FILE` embeds another int8 model (e.g. a bundle with other groups)
+        // in the q80 binary, for one-off measurements.
+        let p = match (var, std::env::var_os("RV32BENCH_Q80_FILE")) {
+            ("RV32BENCH_Q80", Some(f)) => PathBuf::from(f),
+            _ => dir.join(file),
+        };
         assert!(p.is_file(), "missing model file {}", p.display());
         println!("cargo:rerun-if-changed={}", p.display());
         println!("cargo:rustc-env={var}={}", p.display());
