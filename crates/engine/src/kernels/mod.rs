@@ -5,8 +5,10 @@
 //! `ival * w_scale * x_scale` to an f32 per group). Every fast kernel is tested against it.
 
 pub mod scalar;
+pub mod unrolled;
 
 pub use scalar::Scalar;
+pub use unrolled::Unrolled;
 
 /// Matrix-vector products over row ranges. `out.len()` is the number of rows computed; the
 /// weight slices start at the first of those rows.
@@ -33,5 +35,9 @@ pub trait Kernels: Sync {
 
 /// The best kernels for the machine this runs on.
 pub fn best() -> &'static dyn Kernels {
+    // In-order cores without SIMD (RISC-V ESP chips) gain from four rows per pass; bit-identical.
+    #[cfg(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa"))]
+    return &Unrolled;
+    #[cfg(not(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa")))]
     &Scalar
 }
