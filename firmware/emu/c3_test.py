@@ -107,6 +107,8 @@ def main():
     def image(name, payload: bytes):
         img = work / f"{name}.bin"
         data = bytearray(base.read_bytes())
+        # Erase the model partition (3 MB in partitions-4mb.csv), then write the payload.
+        data[MODEL_OFFSET:MODEL_OFFSET + 0x300000] = b"\xff" * 0x300000
         data[MODEL_OFFSET:MODEL_OFFSET + len(payload)] = payload
         img.write_bytes(data)
         return img
