@@ -1,8 +1,10 @@
 //! `esp-llm`: run llama2.c-family models on the host and prepare them for ESP32 boards.
 
+mod bench;
 mod files;
 mod inspect;
 mod run;
+mod synth;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,10 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Show a model's config, format, parameter count and memory needs.
     Inspect(inspect::Args),
+    /// Write a deterministic random-weight llama2.c v0 model of a given shape (for benchmarks).
+    Synth(synth::Args),
+    /// Measure prompt-processing and generation speed (tok/s, median of several runs).
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -31,6 +37,8 @@ fn main() {
         Command::Run(a) => run::main(a),
         Command::Tokenize(a) => tokenize::main(a),
         Command::Inspect(a) => inspect::main(a),
+        Command::Synth(a) => synth::main(a),
+        Command::Bench(a) => bench::main(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -105,7 +105,7 @@ mod tests {
                 for i in 0..parts {
                     let r = split_aligned(len, parts, i, 16);
                     assert_eq!(r.start, next);
-                    assert!(r.start % 16 == 0 || r.start == len);
+                    assert!(r.start.is_multiple_of(16) || r.start == len);
                     next = r.end;
                 }
                 assert_eq!(next, len);
