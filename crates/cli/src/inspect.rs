@@ -64,31 +64,31 @@ pub fn main(a: Args) -> Result<()> {
             },
             "group_sizes": groups,
         });
-        println!("{out}");
+        outln!("{out}");
         return Ok(());
     }
-    println!("file          {} ({} bytes)", path.display(), blob.len());
-    println!("format        {}", ck.format);
-    println!(
+    outln!("file          {} ({} bytes)", path.display(), blob.len());
+    outln!("format        {}", ck.format);
+    outln!(
         "config        dim {} · hidden_dim {} · n_layers {} · n_heads {} · n_kv_heads {} · vocab_size {} · seq_len {}",
         c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len
     );
-    println!(
+    outln!(
         "              head_size {} · kv_dim {} · classifier {}",
         c.head_size(),
         c.kv_dim(),
         if c.shared_classifier { "shared with the token embedding" } else { "separate" }
     );
-    println!("parameters    {}", c.n_params());
-    println!("memory (bytes)");
-    println!("  weights     {weights:>12}");
-    println!("    f32       {f32_bytes:>12}");
+    outln!("parameters    {}", c.n_params());
+    outln!("memory (bytes)");
+    outln!("  weights     {weights:>12}");
+    outln!("    f32       {f32_bytes:>12}");
     if q_bytes > 0 {
-        println!("    int8      {q_bytes:>12}");
-        println!("    scales    {scale_bytes:>12}  (group size {groups:?})");
+        outln!("    int8      {q_bytes:>12}");
+        outln!("    scales    {scale_bytes:>12}  (group size {groups:?})");
     }
-    println!("  KV cache    {:>12}  (fp32, {} positions)", state.kv_cache, c.seq_len);
-    println!("  activations {:>12}", state.activations);
-    println!("  total       {:>12}", weights + state.total());
+    outln!("  KV cache    {:>12}  (fp32, {} positions)", state.kv_cache, c.seq_len);
+    outln!("  activations {:>12}", state.activations);
+    outln!("  total       {:>12}", weights + state.total());
     Ok(())
 }

@@ -1,8 +1,20 @@
 //! `esp-llm`: run llama2.c-family models on the host and prepare them for ESP32 boards.
 
+/// `println!` that returns write errors (a closed pipe) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)?
+    }};
+}
+
 mod bench;
+mod eval;
 mod files;
 mod inspect;
+mod pack;
+mod plan;
+mod quantize;
 mod run;
 mod synth;
 mod tokenize;
@@ -25,6 +37,14 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Show a model's config, format, parameter count and memory needs.
     Inspect(inspect::Args),
+    /// Quantize an fp32 checkpoint to llama2.c's int8 version-2 format (for runq.c and us).
+    Quantize(quantize::Args),
+    /// Pack a model and its tokenizer into one aligned, checksummed file for a board.
+    Pack(pack::Args),
+    /// Plan a model's memory on a chip: SRAM, PSRAM or flash, context cap, speed estimate.
+    Plan(plan::Args),
+    /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
+    Eval(eval::Args),
     /// Write a deterministic random-weight llama2.c v0 model of a given shape (for benchmarks).
     Synth(synth::Args),
     /// Measure prompt-processing and generation speed (tok/s, median of several runs).
@@ -37,10 +57,22 @@ fn main() {
         Command::Run(a) => run::main(a),
         Command::Tokenize(a) => tokenize::main(a),
         Command::Inspect(a) => inspect::main(a),
+        Command::Quantize(a) => quantize::main(a),
+        Command::Eval(a) => eval::main(a),
+        Command::Pack(a) => pack::main(a),
+        Command::Plan(a) => plan::main(a),
         Command::Synth(a) => synth::main(a),
         Command::Bench(a) => bench::main(a),
     };
     if let Err(e) = result {
+        // A reader that went away (`| head`) is not an error worth a message.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -3,6 +3,7 @@
 use crate::files::{self, Blob};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
+use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
@@ -120,27 +121,53 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
 pub struct Loaded {
     pub model_path: PathBuf,
     pub model: Blob,
-    pub tokenizer_path: PathBuf,
-    pub tokenizer: Blob,
+    /// A separate tokenizer file; `None` when the model is a bundle that carries its own.
+    pub tokenizer: Option<(PathBuf, Blob)>,
 }
 
-/// Maps the model (default if `None`) and its tokenizer (default beside the model if `None`).
+impl Loaded {
+    /// The tokenizer bytes (from the file, or from inside the bundle).
+    pub fn tokenizer_bytes(&self) -> &[u8] {
+        match &self.tokenizer {
+            Some((_, b)) => b,
+            None => bundle::Bundle::parse(&self.model).map(|b| b.tokenizer).unwrap_or(&[]),
+        }
+    }
+
+    /// Where the tokenizer came from, for messages.
+    pub fn tokenizer_name(&self) -> String {
+        match &self.tokenizer {
+            Some((p, _)) => p.display().to_string(),
+            None => format!("{} (bundled)", self.model_path.display()),
+        }
+    }
+}
+
+/// Maps the model (default if `None`) and its tokenizer (default beside the model if `None`;
+/// a bundle's own tokenizer when the model is a bundle). Bundles are checksum-verified.
 pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Loaded> {
     let model_path = files::resolve_model(model)?;
     let blob = files::load(&model_path, "model")?;
     let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", model_path.display()))?;
+    if bundle::is_bundle(&blob) {
+        bundle::verify(&blob)
+            .with_context(|| format!("{}: re-pack or re-copy the file", model_path.display()))?;
+        if tokenizer.is_none() {
+            return Ok(Loaded { model_path, model: blob, tokenizer: None });
+        }
+    }
     let tokenizer_path = match tokenizer {
         Some(t) => t.to_path_buf(),
         None => files::default_tokenizer(&model_path, ck.config.vocab_size),
     };
-    let tok = files::load(&tokenizer_path, "tokenizer").with_context(|| {
+    let tok = files::load(&tokenizer_path, "tokenizer").map_err(|e| {
         if tokenizer.is_none() {
-            "the default tokenizer sits beside the model; pass one with -z".to_string()
+            anyhow::anyhow!("{e:#} (the default tokenizer sits beside the model; pass one with -z)")
         } else {
-            String::new()
+            e
         }
     })?;
-    Ok(Loaded { model_path, model: blob, tokenizer_path, tokenizer: tok })
+    Ok(Loaded { model_path, model: blob, tokenizer: Some((tokenizer_path, tok)) })
 }
 
 /// Seed 0 means "from the clock", as in run.c; negative seeds wrap like C's conversion.
@@ -184,8 +211,8 @@ pub fn main(a: Args) -> Result<()> {
     let ck = Checkpoint::parse(&loaded.model)?;
     let config = ck.config;
     let format = ck.format;
-    let tokenizer = Tokenizer::from_bytes(&loaded.tokenizer, config.vocab_size)
-        .with_context(|| format!("{}", loaded.tokenizer_path.display()))?;
+    let tokenizer = Tokenizer::from_bytes(loaded.tokenizer_bytes(), config.vocab_size)
+        .with_context(|| loaded.tokenizer_name())?;
     let seed = resolve_seed(a.seed);
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, seed)?;
     let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
@@ -205,7 +232,7 @@ pub fn main(a: Args) -> Result<()> {
         eprintln!(
             "model {} ({format}), tokenizer {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied, KV cache {} B, activations {} B",
             loaded.model_path.display(),
-            loaded.tokenizer_path.display(),
+            loaded.tokenizer_name(),
             t.kernels().name(),
             kernels::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
             t.worker_count(),
@@ -268,7 +295,7 @@ pub fn main(a: Args) -> Result<()> {
     if a.json {
         let out = serde_json::json!({
             "model": loaded.model_path.display().to_string(),
-            "tokenizer": loaded.tokenizer_path.display().to_string(),
+            "tokenizer": loaded.tokenizer_name(),
             "format": format.to_string(),
             "prompt": prompt,
             "temperature": a.temperature.to_string().parse::<f64>().unwrap_or(f64::NAN),
@@ -319,8 +346,10 @@ struct StdIo;
 
 impl ChatIo for StdIo {
     fn read_line(&mut self, guide: &str) -> Option<String> {
-        print!("{guide}");
-        std::io::stdout().flush().ok()?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(guide.as_bytes()).ok()?;
+        out.flush().ok()?;
+        drop(out);
         let mut line = String::new();
         match std::io::stdin().lock().read_line(&mut line) {
             Ok(0) | Err(_) => None,

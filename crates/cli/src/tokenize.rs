@@ -43,12 +43,12 @@ pub fn main(a: Args) -> Result<()> {
             "tokens": ids,
             "pieces": pieces,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
         let line: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-        println!("{}", line.join(" "));
+        outln!("{}", line.join(" "));
         for (id, p) in ids.iter().zip(&pieces) {
-            println!("{id:>6}  {p:?}");
+            outln!("{id:>6}  {p:?}");
         }
     }
     Ok(())

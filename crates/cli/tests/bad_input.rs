@@ -140,3 +140,15 @@ fn bad_settings() {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[test]
+fn v2_group_size_that_does_not_divide_a_row() {
+    // llama2.c's exporter would write this for stories260K (it only checks dim): w2's rows of
+    // 172 values would straddle groups of 64.
+    let mut q = model_bytes("stories260K_q80.bin");
+    q[37..41].copy_from_slice(&64i32.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "q64.bin", &q);
+    let e = fails(&["inspect", &p]);
+    assert!(e.contains("group size 64 does not divide the row length 172"), "{e}");
+}

@@ -12,6 +12,8 @@ pub enum Error {
     TrailingBytes { expected: usize, len: usize },
     /// A version-1/2 checkpoint or bundle does not start with the expected magic number.
     BadMagic { expected: u32, got: u32 },
+    /// No known magic, and the bytes do not read as a legacy v0 header either.
+    UnknownFormat { first_bytes: u32, field: &'static str, value: i64, reason: &'static str },
     /// A versioned file has a version this engine does not read.
     UnsupportedVersion { format: &'static str, version: i64 },
     /// A header field is out of range or inconsistent with another field.
@@ -53,6 +55,10 @@ impl fmt::Display for Error {
             Error::BadMagic { expected, got } => {
                 write!(f, "wrong magic number: expected {expected:#010x}, got {got:#010x}")
             }
+            Error::UnknownFormat { first_bytes, field, value, reason } => write!(
+                f,
+                "not a llama2.c checkpoint or esp-llm bundle: no 'ak42' or 'ELLB' magic (first bytes {first_bytes:#010x}), and as a legacy v0 header {field} = {value} {reason}"
+            ),
             Error::UnsupportedVersion { format, version } => {
                 write!(f, "unsupported {format} version {version}")
             }

@@ -16,10 +16,11 @@
 //! Every size is computed with checked arithmetic from the header before anything is sliced, and
 //! the sections must cover the data exactly: a short or long file is an error naming the section.
 
+pub mod bundle;
 pub mod reader;
 
 use crate::error::{Error, Result};
-use crate::model::{Config, Floats, Layer, Matrix, Weights};
+use crate::model::{Config, Floats, Layer, Matrix, Weights, MAX_DIM};
 use alloc::vec::Vec;
 use reader::Reader;
 
@@ -38,6 +39,9 @@ pub enum Format {
         /// Values per scale.
         group_size: usize,
     },
+    /// esp-llm's device bundle (docs/bundle.md): aligned tensors, per-tensor int8 groups,
+    /// tokenizer included, CRC-32.
+    Bundle,
 }
 
 impl core::fmt::Display for Format {
@@ -48,6 +52,7 @@ impl core::fmt::Display for Format {
             Format::V2 { group_size } => {
                 write!(f, "llama2.c v2 (int8 Q8_0, group size {group_size})")
             }
+            Format::Bundle => f.write_str("esp-llm bundle v1"),
         }
     }
 }
@@ -68,7 +73,9 @@ impl<'a> Checkpoint<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let r = Reader::new(bytes);
         let magic = r.peek_u32("header")?;
-        if magic == LLAMA2C_MAGIC {
+        if bundle::is_bundle(bytes) {
+            bundle::Bundle::parse(bytes).map(|b| b.checkpoint)
+        } else if magic == LLAMA2C_MAGIC {
             parse_versioned(r)
         } else {
             parse_v0(r)
@@ -177,7 +184,16 @@ fn assemble<'a>(
 }
 
 fn parse_v0(mut r: Reader<'_>) -> Result<Checkpoint<'_>> {
-    let c = read_dims(&mut r, true)?;
+    let first_bytes = r.peek_u32("header")?;
+    // A v0 file has no magic: a header that makes no sense means "not a model file" more
+    // often than "a damaged model", so say both.
+    let c = read_dims(&mut r, true).map_err(|e| match e {
+        // Out-of-range values suggest another kind of file; inconsistent ones a bad model.
+        Error::BadConfig { field, value, reason } if value <= 0 || value as usize > MAX_DIM => {
+            Error::UnknownFormat { first_bytes, field, value, reason }
+        }
+        e => e,
+    })?;
     let (d, l, v) = (c.dim, c.n_layers, c.vocab_size);
     let token_embedding = f32_matrix(&mut r, "token_embedding", (v, d))?;
     let rms_att = r.take("rms_att_weight", mul("rms_att_weight", mul("rms", l, d)?, 4)?)?;

@@ -1,0 +1,138 @@
+//! `esp-llm plan`: where a model's parts go on a chip, whether it fits, and how fast it may run.
+
+use crate::files;
+use anyhow::{bail, Context, Result};
+use esp_llm_engine::plan::{self, Needs, Region};
+use esp_llm_engine::Checkpoint;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (llama2.c checkpoint or bundle). Default: stories260K.bin.
+    pub model: Option<PathBuf>,
+    /// Target chip: esp32s3, esp32p4, esp32c6 or esp32c3.
+    #[arg(long)]
+    pub chip: String,
+    /// PSRAM in MB. Default: the reference board's (S3: 8, P4: 32, C6/C3: none).
+    #[arg(long)]
+    pub psram: Option<usize>,
+    /// Flash in MB. Default: the reference board's (S3/P4: 16, C6/C3: 4). The model partition
+    /// gets all but the first 1 MB (bootloader, partition table, app).
+    #[arg(long)]
+    pub flash: Option<usize>,
+    /// Context length to plan for. Default: the model's.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Bytes of flash before the model partition (bootloader, partition table, app).
+pub const FLASH_RESERVED: usize = 1 << 20;
+
+pub fn main(a: Args) -> Result<()> {
+    let Some(chip) = plan::chip(&a.chip) else {
+        let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
+        bail!("unknown chip '{}'; choose one of {}", a.chip, names.join(", "));
+    };
+    let path = files::resolve_model(a.model.as_deref())?;
+    let blob = files::load(&path, "model")?;
+    let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;
+    let needs = Needs::of(&ck.config, &ck.weights)?;
+    let psram = a.psram.map_or(chip.psram, |mb| mb << 20);
+    let flash = a.flash.map_or(chip.flash, |mb| mb << 20);
+    let partition = flash.saturating_sub(FLASH_RESERVED);
+    let seq_len = a.seq_len.unwrap_or(ck.config.seq_len).min(ck.config.seq_len);
+    if blob.len() > partition {
+        bail!(
+            "{} is {} bytes but the model partition holds {partition} bytes ({} MB flash minus 1 MB for bootloader and app); use a smaller or int8 model, or pass --flash",
+            path.display(),
+            blob.len(),
+            flash >> 20
+        );
+    }
+    let p = plan::plan(&needs, seq_len, chip, psram, partition, blob.len()).with_context(|| {
+        format!(
+            "{} ({} bytes of weights, {} bytes per context position) cannot run on {} with {} MB PSRAM and {} MB flash",
+            path.display(),
+            needs.weights,
+            needs.kv_per_position,
+            chip.name,
+            psram >> 20,
+            flash >> 20
+        )
+    })?;
+    if a.json {
+        let out = serde_json::json!({
+            "model": path.display().to_string(), "format": ck.format.to_string(), "chip": chip.name,
+            "psram_bytes": psram, "flash_bytes": flash, "model_partition_bytes": partition,
+            "file_bytes": blob.len(), "weights_bytes": needs.weights,
+            "activations_bytes": needs.activations,
+            "weights": p.weights.name(), "kv_cache": p.kv_cache.name(), "activations": "sram",
+            "seq_len": p.seq_len, "model_seq_len": ck.config.seq_len, "kv_cache_bytes": p.kv_bytes,
+            "kv_precision": "f32", "sram_used": p.sram_used, "sram_available": chip.sram_for_data,
+            "psram_used": p.psram_used, "macs_per_token": p.macs_per_token,
+            "psram_bytes_per_token": p.psram_bytes_per_token,
+            "flash_bytes_per_token": p.flash_bytes_per_token,
+            "est_tok_per_s": p.tok_per_s, "fits": true,
+        });
+        outln!("{out}");
+        return Ok(());
+    }
+    let kb = |b: usize| format!("{:.1} KB", b as f64 / 1024.0);
+    outln!("model     {} ({}, {} bytes)", path.display(), ck.format, blob.len());
+    outln!(
+        "chip      {} ({} MHz, {} core(s), {} of SRAM for data, {} MB PSRAM, {} MB flash)",
+        chip.name,
+        chip.mhz,
+        chip.cores,
+        kb(chip.sram_for_data),
+        psram >> 20,
+        flash >> 20
+    );
+    outln!("{:<12} {:>12}  {}", "part", "size", "lives in");
+    outln!("{:<12} {:>12}  {}", "weights", kb(needs.weights), describe(p.weights));
+    outln!("{:<12} {:>12}  {}", "activations", kb(needs.activations), describe(Region::Sram));
+    outln!(
+        "{:<12} {:>12}  {} (f32, {} positions{})",
+        "KV cache",
+        kb(p.kv_bytes),
+        describe(p.kv_cache),
+        p.seq_len,
+        if p.seq_len < ck.config.seq_len {
+            format!("; capped from {} to fit", ck.config.seq_len)
+        } else {
+            String::new()
+        }
+    );
+    outln!(
+        "used      SRAM {} of {}, PSRAM {} of {} MB",
+        kb(p.sram_used),
+        kb(chip.sram_for_data),
+        kb(p.psram_used),
+        psram >> 20
+    );
+    outln!(
+        "per token {} MACs, {} from PSRAM, {} from flash",
+        p.macs_per_token,
+        kb(p.psram_bytes_per_token),
+        kb(p.flash_bytes_per_token)
+    );
+    outln!(
+        "estimate  ~{:.0} tok/s with the portable kernels (cost model: docs/plan.md)",
+        p.tok_per_s
+    );
+    if p.weights != Region::Sram && needs.int8_fraction == 0.0 {
+        outln!("hint      an int8 bundle (`esp-llm pack --quant q8`) is a quarter of the size");
+    }
+    Ok(())
+}
+
+fn describe(r: Region) -> &'static str {
+    match r {
+        Region::Sram => "internal SRAM",
+        Region::Psram => "PSRAM",
+        Region::Flash => "flash (read in place through the cache)",
+    }
+}

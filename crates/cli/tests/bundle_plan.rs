@@ -1,0 +1,93 @@
+//! `pack`, `run`/`inspect` on bundles, corrupted bundles, and `plan` through the CLI.
+
+use assert_cmd::Command;
+use esp_llm_fixtures::*;
+use std::path::Path;
+
+fn esp_llm() -> Command {
+    Command::cargo_bin("esp-llm").unwrap()
+}
+
+fn pack(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let o = esp_llm()
+        .arg("pack")
+        .arg(shared("models").join("stories260K.bin"))
+        .args(extra)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn plan_json(model: &Path, chip: &str) -> serde_json::Value {
+    let o = esp_llm().arg("plan").arg(model).args(["--chip", chip, "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn bundle_runs_like_its_source_and_carries_its_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = pack(dir.path(), "f32.ellb", &[]);
+    let g =
+        goldens().into_iter().find(|g| g.name == "lily_park.fp32.sample_t1_p0.9_s42.json").unwrap();
+    let o = esp_llm()
+        .arg("run")
+        .arg(&b)
+        .args(["-t", "1", "-p", "0.9", "-s", "42", "-n", "200", "-i", &g.prompt, "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["text"].as_str(), g.text.as_deref());
+    let o = esp_llm().arg("inspect").arg(&b).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("esp-llm bundle v1"));
+}
+
+#[test]
+fn corrupted_bundle_is_refused_with_a_checksum_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = pack(dir.path(), "q.ellb", &["--quant", "q8"]);
+    let mut bytes = std::fs::read(&b).unwrap();
+    let i = bytes.len() - 100;
+    bytes[i] ^= 1;
+    std::fs::write(&b, &bytes).unwrap();
+    let o = esp_llm().arg("run").arg(&b).args(["-n", "4"]).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1);
+}
+
+#[test]
+fn plan_puts_int8_weights_in_s3_sram_and_fp32_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let q8 = pack(dir.path(), "q8.ellb", &["--quant", "q8"]);
+    let v = plan_json(&q8, "esp32s3");
+    assert_eq!(v["weights"], "sram");
+    assert_eq!(v["kv_cache"], "psram");
+    assert_eq!(v["seq_len"], 512);
+    assert!(v["est_tok_per_s"].as_f64().unwrap() > 0.0);
+    let v = plan_json(&shared("models").join("stories260K.bin"), "esp32s3");
+    assert_ne!(v["weights"], "sram");
+    // Without PSRAM the context is capped to what the KV cache can hold.
+    let v = plan_json(&q8, "esp32c3");
+    assert_eq!(v["weights"], "flash");
+    let capped = v["seq_len"].as_u64().unwrap();
+    assert!((16..512).contains(&capped), "{capped}");
+}
+
+#[test]
+fn plan_refuses_what_cannot_fit() {
+    let m = shared("models").join("stories260K.bin");
+    let o =
+        esp_llm().arg("plan").arg(&m).args(["--chip", "esp32c3", "--flash", "1"]).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("model partition holds 0 bytes"), "{err}");
+    let o = esp_llm().arg("plan").arg(&m).args(["--chip", "esp8266"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown chip"));
+}

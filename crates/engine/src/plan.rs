@@ -1,0 +1,287 @@
+//! The memory planner: where each part of a run lives on a chip, whether it fits, and a
+//! tokens-per-second estimate from a simple cost model.
+//!
+//! Placement, in order: activations and scratch must go to internal SRAM; the weights go to
+//! SRAM if they fit, else PSRAM, else they stay in flash and are read in place through the
+//! flash cache (memory-mapped); the KV cache goes to what is left of SRAM, else PSRAM, and when
+//! neither holds the full context the context is capped to what fits.
+//!
+//! Cost model (an estimate, not a measurement; see docs/plan.md for sources): one token costs
+//! `MACs * cycles_per_mac / (clock * parallel_speedup)` of compute plus, for every memory
+//! except SRAM, `bytes read from it / its bandwidth`. Bytes read per token are all weights once
+//! plus the KV cache up to half the context (the average position of a long story).
+
+use crate::error::{Error, Result};
+use crate::model::{Config, Matrix, Weights};
+use crate::state::RunState;
+
+/// A memory a part can live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// Internal SRAM.
+    Sram,
+    /// External PSRAM.
+    Psram,
+    /// Flash, read in place through the cache.
+    Flash,
+}
+
+impl Region {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Region::Sram => "sram",
+            Region::Psram => "psram",
+            Region::Flash => "flash",
+        }
+    }
+}
+
+/// What the planner assumes about a chip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Chip {
+    /// Name as on the command line.
+    pub name: &'static str,
+    /// CPU clock in MHz.
+    pub mhz: u32,
+    /// Cores that run matmul jobs.
+    pub cores: u32,
+    /// Internal SRAM left for model data after firmware, stacks and buffers, in bytes.
+    pub sram_for_data: usize,
+    /// PSRAM of the reference board in bytes (0 = none).
+    pub psram: usize,
+    /// Flash of the reference board in bytes.
+    pub flash: usize,
+    /// Sustained PSRAM read bandwidth, bytes/s.
+    pub psram_bw: f64,
+    /// Sustained flash read bandwidth through the cache, bytes/s.
+    pub flash_bw: f64,
+    /// Cycles per f32 multiply-add with the portable kernels.
+    pub f32_cycles_per_mac: f64,
+    /// Cycles per int8 multiply-add with the portable kernels.
+    pub i8_cycles_per_mac: f64,
+}
+
+const KB: usize = 1024;
+const MB: usize = 1024 * 1024;
+
+/// The chips the firmware supports.
+pub const CHIPS: [Chip; 4] = [
+    Chip {
+        name: "esp32s3",
+        mhz: 240,
+        cores: 2,
+        sram_for_data: 350 * KB,
+        psram: 8 * MB,
+        flash: 16 * MB,
+        psram_bw: 60.0e6,
+        flash_bw: 30.0e6,
+        f32_cycles_per_mac: 4.0,
+        i8_cycles_per_mac: 3.0,
+    },
+    Chip {
+        name: "esp32p4",
+        mhz: 360,
+        cores: 2,
+        sram_for_data: 512 * KB,
+        psram: 32 * MB,
+        flash: 16 * MB,
+        psram_bw: 150.0e6,
+        flash_bw: 40.0e6,
+        f32_cycles_per_mac: 3.0,
+        i8_cycles_per_mac: 3.0,
+    },
+    Chip {
+        name: "esp32c6",
+        mhz: 160,
+        cores: 1,
+        sram_for_data: 320 * KB,
+        psram: 0,
+        flash: 4 * MB,
+        psram_bw: 0.0,
+        flash_bw: 20.0e6,
+        f32_cycles_per_mac: 60.0,
+        i8_cycles_per_mac: 3.0,
+    },
+    Chip {
+        name: "esp32c3",
+        mhz: 160,
+        cores: 1,
+        sram_for_data: 240 * KB,
+        psram: 0,
+        flash: 4 * MB,
+        psram_bw: 0.0,
+        flash_bw: 20.0e6,
+        f32_cycles_per_mac: 60.0,
+        i8_cycles_per_mac: 3.0,
+    },
+];
+
+/// Speed-up assumed from a second core (sync and the serial parts cost the rest).
+pub const TWO_CORE_SPEEDUP: f64 = 1.8;
+
+/// Looks a chip up by name.
+pub fn chip(name: &str) -> Option<Chip> {
+    CHIPS.iter().copied().find(|c| c.name == name)
+}
+
+/// Memory and compute a model needs, independent of the chip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Needs {
+    /// Weight bytes (values, scales, norms).
+    pub weights: usize,
+    /// Int8 share of the weight MACs (0 for fp32 models, 1 for fully int8).
+    pub int8_fraction: f64,
+    /// Multiply-adds in the weight matrices per token (classifier included).
+    pub matmul_macs: u64,
+    /// Activation and scratch bytes.
+    pub activations: usize,
+    /// KV cache bytes per position (f32 keys and values, all layers).
+    pub kv_per_position: usize,
+}
+
+impl Needs {
+    /// Measures a model.
+    pub fn of(config: &Config, weights: &Weights<'_>) -> Result<Needs> {
+        // Attention scores grow with the context: size activations at the full context.
+        let state = RunState::size(config, weights, config.seq_len)?;
+        let kv_per_position = RunState::size(config, weights, 1)?.kv_cache;
+        let (mut macs, mut i8_macs) = (0u64, 0u64);
+        for (name, _, m) in weights.matrices() {
+            if name == "token_embedding" && weights.wcls.is_some() {
+                continue; // a lookup, not a matmul
+            }
+            let n = (m.rows() * m.cols()) as u64;
+            macs += n;
+            if matches!(m, Matrix::Q8(_)) {
+                i8_macs += n;
+            }
+        }
+        Ok(Needs {
+            weights: weights.bytes(),
+            int8_fraction: if macs == 0 { 0.0 } else { i8_macs as f64 / macs as f64 },
+            matmul_macs: macs,
+            activations: state.activations,
+            kv_per_position,
+        })
+    }
+}
+
+/// A placement and its estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// The chip planned for.
+    pub chip: Chip,
+    /// PSRAM assumed, bytes.
+    pub psram: usize,
+    /// Where the weights live.
+    pub weights: Region,
+    /// Where the KV cache lives.
+    pub kv_cache: Region,
+    /// Context length the KV cache holds (the model's, or capped).
+    pub seq_len: usize,
+    /// The model's own context length.
+    pub model_seq_len: usize,
+    /// KV cache bytes at `seq_len`.
+    pub kv_bytes: usize,
+    /// SRAM used by the plan.
+    pub sram_used: usize,
+    /// PSRAM used by the plan.
+    pub psram_used: usize,
+    /// Multiply-adds per token (matmuls plus attention at half the context).
+    pub macs_per_token: u64,
+    /// Bytes read per token from PSRAM.
+    pub psram_bytes_per_token: usize,
+    /// Bytes read per token from flash.
+    pub flash_bytes_per_token: usize,
+    /// Estimated tokens per second.
+    pub tok_per_s: f64,
+}
+
+/// Fewest positions worth running.
+pub const MIN_CONTEXT: usize = 16;
+
+/// Plans a model with `needs` and context `seq_len` on `chip` with `psram` bytes of PSRAM and a
+/// model partition of `partition` bytes holding a file of `file_bytes`.
+pub fn plan(
+    needs: &Needs,
+    seq_len: usize,
+    chip: Chip,
+    psram: usize,
+    partition: usize,
+    file_bytes: usize,
+) -> Result<Plan> {
+    if file_bytes > partition {
+        return Err(Error::OutOfMemory { what: "the model partition in flash", bytes: file_bytes });
+    }
+    let mut sram_left =
+        chip.sram_for_data.checked_sub(needs.activations).ok_or(Error::OutOfMemory {
+            what: "activations in internal SRAM",
+            bytes: needs.activations,
+        })?;
+    let mut psram_left = psram;
+    let weights = if needs.weights <= sram_left {
+        sram_left -= needs.weights;
+        Region::Sram
+    } else if needs.weights <= psram_left {
+        psram_left -= needs.weights;
+        Region::Psram
+    } else {
+        Region::Flash
+    };
+    let want = needs.kv_per_position.saturating_mul(seq_len);
+    let (kv_cache, ctx) = if want <= sram_left {
+        (Region::Sram, seq_len)
+    } else if want <= psram_left {
+        (Region::Psram, seq_len)
+    } else {
+        let (region, room) = if psram_left > sram_left {
+            (Region::Psram, psram_left)
+        } else {
+            (Region::Sram, sram_left)
+        };
+        let fit = room / needs.kv_per_position.max(1);
+        if fit < MIN_CONTEXT {
+            return Err(Error::OutOfMemory {
+                what: "a KV cache of 16 positions",
+                bytes: needs.kv_per_position * MIN_CONTEXT,
+            });
+        }
+        (region, fit)
+    };
+    let kv_bytes = needs.kv_per_position * ctx;
+    let sram_used =
+        chip.sram_for_data - sram_left + if kv_cache == Region::Sram { kv_bytes } else { 0 };
+    let psram_used = psram - psram_left + if kv_cache == Region::Psram { kv_bytes } else { 0 };
+
+    // Per token: every weight once, the KV cache up to half the context.
+    let kv_read = kv_bytes / 2;
+    let attn_macs = (kv_read / 4) as u64; // one MAC per cached f32 (scores and weighted sum)
+    let macs = needs.matmul_macs + attn_macs;
+    let cpm = needs.int8_fraction * chip.i8_cycles_per_mac
+        + (1.0 - needs.int8_fraction) * chip.f32_cycles_per_mac;
+    let speedup = if chip.cores > 1 { TWO_CORE_SPEEDUP } else { 1.0 };
+    let compute = (needs.matmul_macs as f64 * cpm + attn_macs as f64 * chip.f32_cycles_per_mac)
+        / (chip.mhz as f64 * 1e6 * speedup);
+    let from = |r: Region| {
+        (if weights == r { needs.weights } else { 0 }) + if kv_cache == r { kv_read } else { 0 }
+    };
+    let (psram_bytes, flash_bytes) = (from(Region::Psram), from(Region::Flash));
+    let mem = if chip.psram_bw > 0.0 { psram_bytes as f64 / chip.psram_bw } else { 0.0 }
+        + flash_bytes as f64 / chip.flash_bw;
+    Ok(Plan {
+        chip,
+        psram,
+        weights,
+        kv_cache,
+        seq_len: ctx,
+        model_seq_len: seq_len,
+        kv_bytes,
+        sram_used,
+        psram_used,
+        macs_per_token: macs,
+        psram_bytes_per_token: psram_bytes,
+        flash_bytes_per_token: flash_bytes,
+        tok_per_s: 1.0 / (compute + mem),
+    })
+}

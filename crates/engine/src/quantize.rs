@@ -1,0 +1,142 @@
+//! Int8 "Q8_0" quantization of weights, as llama2.c's `export.py` does it.
+//!
+//! Each group of `group` consecutive values in a row gets one f32 scale `max|w| / 127`, and
+//! every value becomes `round_half_even(w / scale)` (torch.round), so the largest magnitude in a
+//! group maps to ±127 and the dequantized value `q * scale` is within `scale / 2` of `w`.
+//! Rows can be stored with a `stride` longer than their length: the padding quantizes to zeros.
+//! Unlike export.py, which only checks that the group size divides `dim`, every row length must
+//! be a multiple of the group (or be padded to one): a group straddling two rows silently
+//! corrupts the matmul.
+
+use crate::error::{Error, Result};
+
+/// The error a quantization caused, accumulated over values.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QuantError {
+    /// Largest `|w - q * scale|`.
+    pub max_abs: f32,
+    /// Sum of squared errors.
+    pub sum_sq: f64,
+    /// Number of values.
+    pub count: usize,
+}
+
+impl QuantError {
+    /// Root mean square error.
+    pub fn rms(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            libm::sqrt(self.sum_sq / self.count as f64)
+        }
+    }
+
+    /// Combines two accumulations.
+    pub fn merge(&mut self, o: &QuantError) {
+        self.max_abs = self.max_abs.max(o.max_abs);
+        self.sum_sq += o.sum_sq;
+        self.count += o.count;
+    }
+}
+
+/// The largest power of two `<= max` that divides every length (at least 1).
+pub fn default_group_size(row_lens: &[usize], max: usize) -> usize {
+    let mut g = 1usize;
+    while g * 2 <= max && row_lens.iter().all(|&n| n % (g * 2) == 0) {
+        g *= 2;
+    }
+    g
+}
+
+/// Checks that `group` divides each row length, naming the first tensor where it does not.
+pub fn check_group_size(group: usize, rows: &[(&'static str, usize)]) -> Result<()> {
+    for &(tensor, len) in rows {
+        if group == 0 || len % group != 0 {
+            return Err(Error::BadGroupSize { tensor, group_size: group, row_len: len });
+        }
+    }
+    Ok(())
+}
+
+/// Quantizes `rows` rows of `cols` values from `w` into `q` (`rows * stride` values) and `s`
+/// (`rows * stride / group` scales). `stride` must be a multiple of `group` and `>= cols`.
+pub fn quantize_rows(
+    w: &[f32],
+    cols: usize,
+    stride: usize,
+    group: usize,
+    q: &mut [i8],
+    s: &mut [f32],
+) -> QuantError {
+    let mut err = QuantError::default();
+    for ((row, qrow), srow) in
+        w.chunks_exact(cols).zip(q.chunks_exact_mut(stride)).zip(s.chunks_exact_mut(stride / group))
+    {
+        for (g, (qg, sg)) in qrow.chunks_exact_mut(group).zip(srow.iter_mut()).enumerate() {
+            let start = (g * group).min(cols);
+            let wg = &row[start..(start + group).min(cols)];
+            let wmax = wg.iter().fold(0.0f32, |m, v| m.max(libm::fabsf(*v)));
+            let scale = wmax / 127.0f32;
+            *sg = scale;
+            for (i, qv) in qg.iter_mut().enumerate() {
+                let Some(&v) = wg.get(i) else {
+                    *qv = 0;
+                    continue;
+                };
+                // All-zero group: scale 0, every value 0 (0/0 would be NaN).
+                let qi = if scale == 0.0 { 0 } else { libm::rintf(v / scale) as i8 };
+                *qv = qi;
+                let e = libm::fabsf(v - qi as f32 * scale);
+                err.max_abs = err.max_abs.max(e);
+                err.sum_sq += (e as f64) * (e as f64);
+                err.count += 1;
+            }
+        }
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn group_size_choice() {
+        assert_eq!(default_group_size(&[64, 172], 64), 4);
+        assert_eq!(default_group_size(&[288, 768], 64), 32);
+        assert_eq!(default_group_size(&[512, 1376], 64), 32);
+        assert_eq!(default_group_size(&[4096, 11008], 64), 64);
+        assert_eq!(default_group_size(&[7], 64), 1);
+    }
+
+    #[test]
+    fn bad_group_is_named() {
+        let e = check_group_size(64, &[("wq", 64), ("w2", 172)]).unwrap_err();
+        assert_eq!(e, Error::BadGroupSize { tensor: "w2", group_size: 64, row_len: 172 });
+    }
+
+    proptest! {
+        #[test]
+        fn error_is_within_half_a_step(
+            w in proptest::collection::vec(-2.0f32..2.0, 1..200),
+            group in 1usize..20,
+            pad in 0usize..3,
+        ) {
+            let cols = w.len();
+            let stride = (cols.div_ceil(group) + pad) * group;
+            let mut q = vec![0i8; stride];
+            let mut s = vec![0f32; stride / group];
+            let err = quantize_rows(&w, cols, stride, group, &mut q, &mut s);
+            for (i, &v) in w.iter().enumerate() {
+                let scale = s[i / group];
+                let back = q[i] as f32 * scale;
+                prop_assert!((back - v).abs() <= scale / 2.0 + 1e-6);
+                prop_assert!(q[i] >= -127);
+            }
+            prop_assert!(q[cols..].iter().all(|&x| x == 0));
+            prop_assert!(err.max_abs <= 2.0 / 127.0);
+            prop_assert_eq!(err.count, cols);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The device bundle: packing reproduces the goldens, corruption is detected, and arbitrary
+//! bytes never panic the parser.
+
+use esp_llm_engine::checkpoint::bundle::{self, Bundle, Quant};
+use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_fixtures::*;
+use proptest::prelude::*;
+
+fn pack(model: &str, quant: Quant) -> Vec<u8> {
+    let m = model_bytes(model);
+    let tok = model_bytes("tok512.bin");
+    let ck = Checkpoint::parse(&m).unwrap();
+    bundle::pack(&ck, &tok, quant, &mut |_| {}).unwrap().0
+}
+
+/// Greedy/sampled tokens of a golden case run from a bundle (tokenizer from the bundle).
+fn run_bundle(bytes: &[u8], g: &Golden) -> Vec<u32> {
+    let b = Bundle::parse(bytes).unwrap();
+    let tok = Tokenizer::from_bytes(b.tokenizer, b.checkpoint.config.vocab_size).unwrap();
+    let vocab = b.checkpoint.config.vocab_size;
+    let mut t = Transformer::new(b.checkpoint).unwrap();
+    let mut s =
+        Sampler::new(vocab, g.temperature.unwrap(), g.topp.unwrap_or(0.9), g.seed.unwrap_or(0))
+            .unwrap();
+    let prompt = tok.encode(g.prompt.as_bytes());
+    let mut out = vec![prompt[0]];
+    for ev in Generator::new(&mut t, &tok, &mut s, prompt, g.steps.unwrap()).unwrap() {
+        if let Event::Token { token, .. } = ev.unwrap() {
+            out.push(token);
+        }
+    }
+    out
+}
+
+#[test]
+fn f32_bundle_reproduces_fp32_goldens() {
+    let bytes = pack("stories260K.bin", Quant::F32);
+    bundle::verify(&bytes).unwrap();
+    for g in goldens().into_iter().filter(|g| g.engine == "run.c") {
+        assert_eq!(run_bundle(&bytes, &g), g.tokens, "{}", g.name);
+    }
+}
+
+#[test]
+fn int8_bundle_from_v2_keeps_runq_results() {
+    // Rows of 172 are padded to 176 and the padding quantizes to zero groups: same tokens.
+    let bytes = pack("stories260K_q80.bin", Quant::Q8(None));
+    for g in goldens().into_iter().filter(|g| g.engine == "runq.c") {
+        assert_eq!(run_bundle(&bytes, &g), g.tokens, "{}", g.name);
+    }
+}
+
+#[test]
+fn every_section_is_16_byte_aligned_and_int8_rows_padded() {
+    let bytes = pack("stories260K.bin", Quant::Q8(Some(64)));
+    let b = Bundle::parse(&bytes).unwrap();
+    assert_eq!(b.header.directory_offset % 16, 0);
+    assert_eq!(b.header.tokenizer_offset % 16, 0);
+    for e in &b.entries {
+        assert_eq!(e.offset % 16, 0, "{:?}", e.kind);
+        if e.group > 0 {
+            assert_eq!(e.scales_offset % 16, 0);
+            assert_eq!(e.stride % 16, 0);
+            assert_eq!(e.stride % e.group, 0);
+        }
+    }
+    let w2 = b.entries.iter().find(|e| e.kind.name() == "w2").unwrap();
+    assert_eq!((w2.cols, w2.stride, w2.group), (172, 192, 64));
+}
+
+#[test]
+fn single_byte_flips_are_detected() {
+    let bytes = pack("stories260K.bin", Quant::Q8(Some(32)));
+    bundle::verify(&bytes).unwrap();
+    // Every byte of the header, directory and tokenizer, and a spread of tensor bytes.
+    let tokenizer_end = {
+        let b = Bundle::parse(&bytes).unwrap();
+        (b.header.tokenizer_offset + b.header.tokenizer_len) as usize
+    };
+    let positions = (0..tokenizer_end)
+        .chain((tokenizer_end..bytes.len()).step_by(101))
+        .chain([bytes.len() - 1]);
+    let mut copy = bytes.clone();
+    let mut n = 0;
+    for i in positions {
+        copy[i] ^= 0x5a;
+        let bad = bundle::verify(&copy).is_err() || Bundle::parse(&copy).is_err();
+        assert!(bad, "flip at {i} not detected");
+        copy[i] ^= 0x5a;
+        n += 1;
+    }
+    assert!(n > 9000);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn mutated_bundles_never_panic(pos in 0usize..1_000_000, val: u8, cut in 0usize..400_000) {
+        thread_local! {
+            static BYTES: Vec<u8> = pack("stories260K.bin", Quant::Q8(Some(32)));
+        }
+        BYTES.with(|b| {
+            let mut m = b.clone();
+            let i = pos % m.len();
+            m[i] = val;
+            let _ = Bundle::parse(&m);
+            let _ = bundle::verify(&m);
+            let _ = Checkpoint::parse(&m[..cut.min(m.len())]);
+        });
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(mut data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if data.len() >= 4 {
+            data[..4].copy_from_slice(b"ELLB");
+        }
+        let _ = Bundle::parse(&data);
+        let _ = bundle::verify(&data);
+        let _ = Checkpoint::parse(&data);
+    }
+}
