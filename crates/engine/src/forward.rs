@@ -25,6 +25,8 @@ const ROW_ALIGN: usize = 16;
 /// In a batch, weights are walked in tiles of about this many bytes, each tile applied to
 /// every position of the batch while it is in the L1/L2 cache.
 const TILE_BYTES: usize = 32 * 1024;
+/// Chunks per worker a parallel job is cut into (claimed dynamically).
+const CHUNKS_PER_WORKER: usize = 4;
 /// Positions per prefill batch when enabled with [`Transformer::with_prefill`] by default.
 pub const DEFAULT_PREFILL: usize = 16;
 
@@ -415,16 +417,42 @@ impl Ctx<'_> {
         self.workers.count().min(macs / MIN_MACS_PER_WORKER).min(max).max(1)
     }
 
-    /// Runs `job(i, parts)` on `parts` workers (inline when 1).
-    fn split(&self, parts: usize, job: &(dyn Fn(usize, usize) + Sync)) {
+    /// Runs `job(i, chunks)` for every chunk `i`, on `parts` workers (inline when 1).
+    ///
+    /// With atomics, the work is cut into up to `CHUNKS_PER_WORKER` chunks per worker (at most
+    /// `max`) that the workers claim one by one, so that a worker whose core is taken by
+    /// another process (a shared host) holds up only its current chunk, not a fixed share.
+    fn split(&self, parts: usize, max: usize, job: &(dyn Fn(usize, usize) + Sync)) {
         if parts <= 1 {
             return job(0, 1);
         }
-        self.workers.run(&|i| {
-            if i < parts {
-                job(i, parts)
-            }
-        });
+        #[cfg(target_has_atomic = "ptr")]
+        {
+            use core::sync::atomic::{AtomicUsize, Ordering};
+            let chunks = (parts * CHUNKS_PER_WORKER).min(max).max(parts);
+            let next = AtomicUsize::new(0);
+            self.workers.run(&|i| {
+                if i >= parts {
+                    return;
+                }
+                loop {
+                    let c = next.fetch_add(1, Ordering::Relaxed);
+                    if c >= chunks {
+                        break;
+                    }
+                    job(c, chunks);
+                }
+            });
+        }
+        #[cfg(not(target_has_atomic = "ptr"))]
+        {
+            let _ = max;
+            self.workers.run(&|i| {
+                if i < parts {
+                    job(i, parts)
+                }
+            });
+        }
     }
 
     /// Rows `rows` of `t` for every position of `input`, tile by tile.
@@ -488,8 +516,9 @@ impl Ctx<'_> {
         let input = &*input;
         let total: usize = targets.iter().map(|t| t.m.rows()).sum();
         let macs = total * BatchInput::macs(first.m) * input.batch;
-        let parts = self.parts(macs, total.div_ceil(ROW_ALIGN));
-        self.split(parts, &|i, parts| {
+        let max = total.div_ceil(ROW_ALIGN);
+        let parts = self.parts(macs, max);
+        self.split(parts, max, &|i, parts| {
             let range = split_aligned(total, parts, i, ROW_ALIGN);
             let mut off = 0;
             for t in targets {
@@ -535,8 +564,9 @@ impl Ctx<'_> {
         input.prepare(w1);
         let input = &*input;
         let macs = 2 * hidden_dim * BatchInput::macs(w1) * nb;
-        let parts = self.parts(macs, hidden_dim.div_ceil(ROW_ALIGN));
-        self.split(parts, &|i, parts| {
+        let max = hidden_dim.div_ceil(ROW_ALIGN);
+        let parts = self.parts(macs, max);
+        self.split(parts, max, &|i, parts| {
             let rows = split_aligned(hidden_dim, parts, i, ROW_ALIGN);
             // SAFETY: workers get disjoint row ranges of hb and hb2.
             unsafe {
@@ -568,8 +598,9 @@ impl Ctx<'_> {
         let (att_p, xb_p) = (Ptr(att.as_mut_ptr()), Ptr(xb.as_mut_ptr()));
         let macs = nb * c.n_heads * (pos0 + nb) * head_size * 2;
         let parts = self.parts(macs, c.n_heads);
+        let max = c.n_heads;
         let inv = libm::sqrtf(head_size as f32);
-        self.split(parts, &|i, parts| {
+        self.split(parts, max, &|i, parts| {
             for h in crate::parallel::split(c.n_heads, parts, i) {
                 // SAFETY: head h's score row and its slices of xb belong to this worker only
                 // (heads are split disjointly); bounds asserted above.

@@ -1,45 +1,85 @@
 //! A persistent host thread pool implementing [`Workers`] (the `std` feature).
 //!
-//! Jobs are handed over through an epoch counter: the caller stores the job, bumps the epoch
-//! and runs worker 0 itself; the other workers spin on the epoch for a while (a job usually
-//! follows within microseconds during a forward pass), then yield, then park until woken. The
-//! caller spins on a countdown of unfinished workers. A handover costs about a microsecond when
-//! the workers are spinning, instead of the tens of microseconds of a futex wake-up.
+//! A job of `n` parts (one per worker index) is published by storing it and bumping a state
+//! word `(epoch << 32) | next_part`. Every thread, the caller included, claims parts with a
+//! compare-and-swap and runs them; the caller then waits only for parts other threads have
+//! claimed and not finished. Idle workers spin on the state word (a job usually follows within
+//! microseconds during a forward pass), then park until woken.
+//!
+//! Claiming instead of assigning parts matters on a shared machine: when a worker thread is
+//! descheduled (another process holds its core), the caller simply runs that worker's part
+//! itself instead of waiting milliseconds for the scheduler to bring the worker back.
 
 use super::Workers;
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins (then yields) before it parks.
-const SPIN_FOR: Duration = Duration::from_micros(300);
-/// Busy-wait iterations before the waiting side starts yielding its core.
-const PURE_SPINS: u32 = 2000;
+/// How long an idle worker spins before it parks.
+const SPIN_FOR: Duration = Duration::from_micros(200);
+/// Busy-wait iterations of the caller before it starts yielding its core.
+const CALLER_SPINS: u32 = 20_000;
 
 type Job = *const (dyn Fn(usize) + Sync);
 
 struct Shared {
-    /// Bumped once per job; workers run the job when it changes.
-    epoch: AtomicUsize,
-    /// The current job (valid while `remaining > 0` for this epoch).
+    /// `(epoch << 32) | next unclaimed part`; parts run out at `parts`.
+    state: AtomicU64,
+    /// Parts of the current job (the pool's worker count).
+    parts: u64,
+    /// The current job, valid while any of its parts is claimed and unfinished.
     job: UnsafeCell<Option<Job>>,
-    /// Workers (other than the caller) still running the current job.
-    remaining: AtomicUsize,
+    /// Parts of the current job finished.
+    done: AtomicUsize,
     /// Set when the pool is dropped.
     shutdown: AtomicBool,
-    /// Set when a worker's job panicked; the caller re-raises it.
+    /// Set when a part panicked; the caller re-raises it.
     panicked: AtomicBool,
 }
 
-// SAFETY: `job` is written only by the thread holding `Pool::lock` while no worker reads it
-// (every worker has finished the previous epoch: `remaining == 0`), and published with a
-// Release store of `epoch` that workers Acquire before reading it.
+// SAFETY: `job` is written only by the thread holding `Pool::lock`, before the Release store
+// of `state` that opens the job, and while no part of the previous job is claimed and
+// unfinished (`done == parts`); it is read only after a successful claim (AcqRel CAS on
+// `state`), before that part is counted in `done`.
 unsafe impl Sync for Shared {}
-// SAFETY: as above; the raw job pointer is only dereferenced during its epoch.
+// SAFETY: as above; the raw job pointer is only dereferenced while its part is running.
 unsafe impl Send for Shared {}
+
+impl Shared {
+    /// Claims and runs parts of the current job until none is left; returns how many ran.
+    fn run_parts(&self) -> usize {
+        let mut ran = 0;
+        let mut s = self.state.load(Ordering::Acquire);
+        while s & 0xffff_ffff < self.parts {
+            match self.state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    let part = (s & 0xffff_ffff) as usize;
+                    // SAFETY: the claim above happened after the job was published and
+                    // before `done` counts this part, so the pointee is alive (see Sync).
+                    if let Some(job) = unsafe { *self.job.get() } {
+                        // SAFETY: as above.
+                        let f = unsafe { &*job };
+                        if catch_unwind(AssertUnwindSafe(|| f(part))).is_err() {
+                            self.panicked.store(true, Ordering::Release);
+                        }
+                    }
+                    self.done.fetch_add(1, Ordering::AcqRel);
+                    ran += 1;
+                    s = self.state.load(Ordering::Acquire);
+                }
+                Err(now) => s = now,
+            }
+        }
+        ran
+    }
+
+    fn has_work(&self) -> bool {
+        self.state.load(Ordering::Acquire) & 0xffff_ffff < self.parts
+    }
+}
 
 /// `n` workers: the calling thread plus `n - 1` pool threads.
 pub struct Pool {
@@ -51,19 +91,21 @@ pub struct Pool {
 impl Pool {
     /// A pool of `n` workers (`n - 1` threads are started; 0 is taken as 1).
     pub fn new(n: usize) -> std::io::Result<Pool> {
+        let n = n.clamp(1, 1 << 16);
         let shared = Arc::new(Shared {
-            epoch: AtomicUsize::new(0),
+            state: AtomicU64::new(n as u64),
+            parts: n as u64,
             job: UnsafeCell::new(None),
-            remaining: AtomicUsize::new(0),
+            done: AtomicUsize::new(n),
             shutdown: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
         });
         let mut pool = Pool { shared, threads: Vec::new(), lock: Mutex::new(()) };
-        for i in 1..n.max(1) {
+        for i in 1..n {
             let shared = Arc::clone(&pool.shared);
             let handle = thread::Builder::new()
                 .name(format!("esp-llm-worker-{i}"))
-                .spawn(move || worker(&shared, i))?;
+                .spawn(move || worker(&shared))?;
             pool.threads.push(handle);
         }
         Ok(pool)
@@ -75,42 +117,24 @@ impl Pool {
     }
 }
 
-fn worker(shared: &Shared, index: usize) {
-    let mut seen = 0usize;
+fn worker(shared: &Shared) {
     loop {
         let start = Instant::now();
         let mut spins = 0u32;
-        loop {
+        while !shared.has_work() {
             if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            let e = shared.epoch.load(Ordering::Acquire);
-            if e != seen {
-                seen = e;
-                break;
-            }
-            if spins < PURE_SPINS {
-                spins += 1;
+            spins = spins.wrapping_add(1);
+            if spins % 64 != 0 || start.elapsed() < SPIN_FOR {
                 std::hint::spin_loop();
-            } else if start.elapsed() < SPIN_FOR {
-                thread::yield_now();
             } else {
                 // A wake-up between the check above and here leaves the park token set, so
                 // this returns at once; spurious returns just loop.
                 thread::park();
             }
         }
-        // SAFETY: the caller published the job before bumping the epoch (Release/Acquire) and
-        // keeps it alive until `remaining` drops to 0, which happens only after this call.
-        let job = unsafe { *shared.job.get() };
-        if let Some(job) = job {
-            // SAFETY: see above; the pointee outlives this call.
-            let f = unsafe { &*job };
-            if catch_unwind(AssertUnwindSafe(|| f(index))).is_err() {
-                shared.panicked.store(true, Ordering::Release);
-            }
-        }
-        shared.remaining.fetch_sub(1, Ordering::AcqRel);
+        shared.run_parts();
     }
 }
 
@@ -132,32 +156,32 @@ impl Workers for Pool {
         }
         let s = &*self.shared;
         // SAFETY: erasing the lifetime is sound because this function does not return before
-        // every worker has finished with the pointer (`remaining == 0` below), even on panic.
+        // every claimed part has finished (`done == parts` below), even when a part panics.
         let ptr: Job = unsafe {
             core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(job)
         };
-        // SAFETY: no worker reads `job` now: all finished the previous epoch (see Sync above).
+        // SAFETY: the previous job is over (`done == parts`), so no thread reads `job` now.
         unsafe { *s.job.get() = Some(ptr) };
-        s.remaining.store(self.threads.len(), Ordering::Release);
-        s.epoch.fetch_add(1, Ordering::AcqRel);
+        s.done.store(0, Ordering::Release);
+        let epoch = (s.state.load(Ordering::Acquire) >> 32).wrapping_add(1) & 0xffff_ffff;
+        s.state.store(epoch << 32, Ordering::Release);
         for t in &self.threads {
             t.thread().unpark();
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
+        s.run_parts();
         let mut spins = 0u32;
-        while s.remaining.load(Ordering::Acquire) != 0 {
-            if spins < PURE_SPINS {
+        while s.done.load(Ordering::Acquire) < s.parts as usize {
+            if spins < CALLER_SPINS {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
                 thread::yield_now();
             }
         }
-        if let Err(p) = mine {
-            resume_unwind(p);
-        }
+        // SAFETY: every part is done; clear the pointer so it cannot dangle.
+        unsafe { *s.job.get() = None };
         if s.panicked.swap(false, Ordering::AcqRel) {
-            panic!("a worker thread panicked while running a job");
+            resume_unwind(Box::new("a part of a parallel job panicked"));
         }
     }
 }
