@@ -126,7 +126,7 @@ fn worker(shared: &Shared) {
                 return;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 || start.elapsed() < SPIN_FOR {
+            if !spins.is_multiple_of(64) || start.elapsed() < SPIN_FOR {
                 std::hint::spin_loop();
             } else {
                 // A wake-up between the check above and here leaves the park token set, so
