@@ -43,6 +43,24 @@ fn matmul_f32(c: &mut Criterion) {
     g.finish();
 }
 
+/// The stories15M classifier (32000 x 288, 37 MB): far larger than the caches, so this
+/// measures how close a kernel gets to the memory bandwidth.
+fn classifier_f32(c: &mut Criterion) {
+    let mut g = c.benchmark_group("classifier_f32");
+    g.sample_size(20);
+    let (rows, cols) = (32000, 288);
+    let w = values(rows * cols, 7);
+    let x = values(cols, 8);
+    let mut out = vec![0.0f32; rows];
+    g.throughput(Throughput::Bytes((rows * cols * 4) as u64));
+    for k in kernels::available() {
+        g.bench_function(k.name(), |b| {
+            b.iter(|| k.matmul_f32(black_box(&mut out), black_box(&w), black_box(&x)))
+        });
+    }
+    g.finish();
+}
+
 fn matmul_q8(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_q8");
     let group = 32;
@@ -83,5 +101,5 @@ fn pool_overhead(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matmul_f32, matmul_q8, pool_overhead);
+criterion_group!(benches, matmul_f32, classifier_f32, matmul_q8, pool_overhead);
 criterion_main!(benches);
