@@ -11,7 +11,9 @@ pub mod pool;
 pub trait Workers: Sync {
     /// Number of workers, at least 1.
     fn count(&self) -> usize;
-    /// Calls `job(i)` exactly once for each `i in 0..count()`, concurrently, and waits for all.
+    /// Calls `job(i)` exactly once for each `i in 0..count()`, concurrently where it can (an
+    /// implementation may run several indices on one thread, e.g. when a worker is busy), and
+    /// waits for all.
     fn run(&self, job: &(dyn Fn(usize) + Sync));
 }
 
