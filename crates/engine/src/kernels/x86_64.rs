@@ -121,7 +121,7 @@ impl Kernels for Avx2 {
 }
 
 /// Largest f32 matmul call (in weights) the AVX-512 loop takes; larger ones use AVX2's.
-const AVX512_MAX_FLOATS: usize = 64 * 1024;
+const AVX512_MAX_FLOATS: usize = 32 * 1024;
 
 impl Kernels for Avx512 {
     fn name(&self) -> &'static str {
