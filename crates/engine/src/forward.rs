@@ -26,6 +26,7 @@ const ROW_ALIGN: usize = 16;
 /// every position of the batch while it is in the L1/L2 cache.
 const TILE_BYTES: usize = 32 * 1024;
 /// Chunks per worker a parallel job is cut into (claimed dynamically).
+#[cfg_attr(not(target_has_atomic = "ptr"), allow(dead_code))]
 const CHUNKS_PER_WORKER: usize = 4;
 /// Positions per prefill batch when enabled with [`Transformer::with_prefill`] by default.
 pub const DEFAULT_PREFILL: usize = 16;
