@@ -71,6 +71,8 @@ for n, vocab in [("tok512.bin", 512), ("tokenizer.bin", 32000)]:
 put("tokenizer", "tok16", struct.pack("<H", 16) + tok)
 for i, text in enumerate([b"Once upon a time", "naïve café 😀".encode(), b"line1\nline2", b"\xff\xfe\x80abc", b""]):
     put("encode", "t%d" % i, text)
+for i, text in enumerate([b"/temp 0.8\n/topp 0.9\n/seed 7\n/steps 64\nOnce upon a time\n", b"/info\r\n/help\r\n\x03", b"\xff\xfe\n" + b"a" * 300 + b"\n"]):
+    put("repl", "r%d" % i, text)
 for f in os.listdir(tmp):
     os.remove(os.path.join(tmp, f))
 os.rmdir(tmp)

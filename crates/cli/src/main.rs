@@ -9,9 +9,13 @@ macro_rules! outln {
 }
 
 mod bench;
+mod board_chat;
 mod eval;
 mod files;
+mod flashing;
 mod inspect;
+mod link;
+mod monitor;
 mod pack;
 mod plan;
 mod quantize;
@@ -43,6 +47,14 @@ enum Command {
     Pack(pack::Args),
     /// Plan a model's memory on a chip: SRAM, PSRAM or flash, context cap, speed estimate.
     Plan(plan::Args),
+    /// Talk to a board's REPL: interactive, or --prompt TEXT [--json] for scripts.
+    Chat(board_chat::Args),
+    /// Write firmware and a model to a board over serial (espflash), verifying the model.
+    Flash(flashing::FlashArgs),
+    /// One merged flash image (bootloader, partition table, app, model) for emulators or other tools.
+    Image(flashing::ImageArgs),
+    /// Raw serial view of a board (or tcp://HOST:PORT of an emulator).
+    Monitor(monitor::Args),
     /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
     Eval(eval::Args),
     /// Write a deterministic random-weight llama2.c v0 model of a given shape (for benchmarks).
@@ -61,6 +73,10 @@ fn main() {
         Command::Eval(a) => eval::main(a),
         Command::Pack(a) => pack::main(a),
         Command::Plan(a) => plan::main(a),
+        Command::Chat(a) => board_chat::main(a),
+        Command::Monitor(a) => monitor::main(a),
+        Command::Flash(a) => flashing::flash(a),
+        Command::Image(a) => flashing::image(a),
         Command::Synth(a) => synth::main(a),
         Command::Bench(a) => bench::main(a),
     };

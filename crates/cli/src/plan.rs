@@ -17,7 +17,8 @@ pub struct Args {
     #[arg(long)]
     pub psram: Option<usize>,
     /// Flash in MB. Default: the reference board's (S3/P4: 16, C6/C3: 4). The model partition
-    /// gets all but the first 1 MB (bootloader, partition table, app).
+    /// is the one in firmware/partitions-4mb.csv (3 MB) or -16mb.csv (12 MB); for other sizes
+    /// all but the first 1 MB (bootloader, partition table, app).
     #[arg(long)]
     pub flash: Option<usize>,
     /// Context length to plan for. Default: the model's.
@@ -28,7 +29,7 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Bytes of flash before the model partition (bootloader, partition table, app).
+/// Bytes of flash before the model partition for flash sizes without a bundled layout.
 pub const FLASH_RESERVED: usize = 1 << 20;
 
 pub fn main(a: Args) -> Result<()> {
@@ -42,11 +43,12 @@ pub fn main(a: Args) -> Result<()> {
     let needs = Needs::of(&ck.config, &ck.weights)?;
     let psram = a.psram.map_or(chip.psram, |mb| mb << 20);
     let flash = a.flash.map_or(chip.flash, |mb| mb << 20);
-    let partition = flash.saturating_sub(FLASH_RESERVED);
+    let partition = crate::flashing::bundled_model_partition(flash)
+        .unwrap_or_else(|| flash.saturating_sub(FLASH_RESERVED));
     let seq_len = a.seq_len.unwrap_or(ck.config.seq_len).min(ck.config.seq_len);
     if blob.len() > partition {
         bail!(
-            "{} is {} bytes but the model partition holds {partition} bytes ({} MB flash minus 1 MB for bootloader and app); use a smaller or int8 model, or pass --flash",
+            "{} is {} bytes but the model partition holds {partition} bytes (with {} MB of flash); use a smaller or int8 model, or pass --flash",
             path.display(),
             blob.len(),
             flash >> 20

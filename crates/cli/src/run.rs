@@ -217,12 +217,13 @@ pub fn main(a: Args) -> Result<()> {
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, seed)?;
     let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
     let weights_copied: usize = copied_bytes(&t);
+    let weights_bytes = t.weights.bytes();
     let state = t.state_size();
-    let need = (weights_copied + state.total()) as u64;
+    let need = (weights_bytes + state.total()) as u64;
     if let Some(max) = a.max_memory {
         if need > max {
             bail!(
-                "this run needs {need} bytes ({weights_copied} of weights copied in, {} of KV cache, {} of activations), more than --max-memory {max}",
+                "this run needs {need} bytes ({weights_bytes} of weights, {} of KV cache, {} of activations), more than --max-memory {max}; a shorter context is not available on the host, try an int8 model",
                 state.kv_cache,
                 state.activations
             );

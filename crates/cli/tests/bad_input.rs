@@ -37,6 +37,11 @@ fn missing_and_empty_files() {
     assert!(e.contains("empty"), "{e}");
     let e = fails(&["inspect", &empty]);
     assert!(e.contains("empty"), "{e}");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(64, 0);
+    let p = write(dir.path(), "picture.png", &png);
+    let e = fails(&["inspect", &p]);
+    assert!(e.contains("not a llama2.c checkpoint or esp-llm bundle"), "{e}");
 }
 
 #[test]
@@ -130,6 +135,7 @@ fn bad_settings() {
     assert!(fails(&["run", m, "-t", "-1"]).contains("temperature"));
     assert!(fails(&["run", m, "-p", "1.5"]).contains("top-p"));
     assert!(fails(&["run", m, "--max-memory", "100K"]).contains("more than --max-memory"));
+    assert!(fails(&["run", m, "--max-memory", "1M"]).contains("1040128 of weights"));
     let long = "Once upon a time ".repeat(200);
     let e = fails(&["run", m, "-i", &long]);
     assert!(e.contains("--truncate-prompt"), "{e}");
@@ -151,4 +157,38 @@ fn v2_group_size_that_does_not_divide_a_row() {
     let p = write(dir.path(), "q64.bin", &q);
     let e = fails(&["inspect", &p]);
     assert!(e.contains("group size 64 does not divide the row length 172"), "{e}");
+}
+
+/// Damaged files of several kinds through every command that reads models or tokenizers.
+#[test]
+fn every_command_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_bytes("stories260K.bin");
+    let q80 = model_bytes("stories260K_q80.bin");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(300, 7);
+    let mut flipped = model.clone();
+    flipped[12..16].copy_from_slice(&(-8i32).to_le_bytes());
+    let bad = [
+        ("png", png),
+        ("head", model[..5000].to_vec()),
+        ("q80_cut", q80[..q80.len() - 3].to_vec()),
+        ("neg_heads", flipped),
+        ("bundle_magic", b"ELLB and nothing else".to_vec()),
+    ];
+    let tok = shared("models").join("tok512.bin");
+    let tok = tok.to_str().unwrap();
+    for (name, bytes) in bad {
+        let p = write(dir.path(), name, &bytes);
+        let out = dir.path().join("out.ellb");
+        for args in [
+            vec!["run", &p, "-z", tok, "-n", "3"],
+            vec!["inspect", &p],
+            vec!["pack", &p, "-z", tok, "-o", out.to_str().unwrap()],
+            vec!["plan", &p, "--chip", "esp32s3"],
+            vec!["tokenize", "-z", &p, "hello"],
+        ] {
+            fails(&args);
+        }
+    }
 }

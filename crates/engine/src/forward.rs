@@ -17,9 +17,6 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-/// Below this many multiply-adds per worker a job is not split (the sync would cost more).
-/// Chosen so that stories260K's small matmuls (4K-11K multiply-adds) run unsplit.
-const MIN_MACS_PER_WORKER: usize = 24 * 1024;
 /// Row ranges handed to workers start at multiples of this, so SIMD row blocks stay whole.
 const ROW_ALIGN: usize = 16;
 /// In a batch, weights are walked in tiles of about this many bytes, each tile applied to
@@ -455,7 +452,7 @@ struct Ctx<'k> {
 impl Ctx<'_> {
     /// Workers worth using for `macs` multiply-adds.
     fn parts(&self, macs: usize, max: usize) -> usize {
-        self.workers.count().min(macs / MIN_MACS_PER_WORKER).min(max).max(1)
+        self.workers.count().min(macs / self.workers.min_work_per_worker().max(1)).min(max).max(1)
     }
 
     /// Runs `job(i, chunks)` for every chunk `i`, on `parts` workers (inline when 1).

@@ -15,6 +15,12 @@ pub trait Workers: Sync {
     /// implementation may run several indices on one thread, e.g. when a worker is busy), and
     /// waits for all.
     fn run(&self, job: &(dyn Fn(usize) + Sync));
+    /// Multiply-adds per worker below which splitting a job does not pay for its sync (the
+    /// forward pass then runs it on the caller alone). The default suits slow cores, where a
+    /// matmul takes milliseconds; the host pool raises it.
+    fn min_work_per_worker(&self) -> usize {
+        16 * 1024
+    }
 }
 
 /// One worker: the calling thread.

@@ -5,10 +5,12 @@
 //! `ival * w_scale * x_scale` to an f32 per group). Every fast kernel is tested against it.
 
 pub mod scalar;
+pub mod unrolled;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
 pub use scalar::Scalar;
+pub use unrolled::Unrolled;
 
 /// Matrix-vector products over row ranges. `out.len()` is the number of rows computed; the
 /// weight slices start at the first of those rows.
@@ -48,6 +50,7 @@ pub fn available() -> alloc::vec::Vec<&'static dyn Kernels> {
             v.push(k);
         }
     }
+    v.push(&Unrolled);
     v.push(&Scalar);
     v
 }
@@ -63,6 +66,10 @@ pub fn best() -> &'static dyn Kernels {
             return k;
         }
     }
+    // In-order cores without SIMD (RISC-V ESP chips) gain from four rows per pass; bit-identical.
+    #[cfg(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa"))]
+    return &Unrolled;
+    #[cfg(not(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa")))]
     &Scalar
 }
 

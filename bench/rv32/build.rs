@@ -1,0 +1,48 @@
+//! Finds the models (`$ESP_LLM_MODELS`, or `shared/models` in the nearest ancestor directory)
+//! and hands their paths to `include_bytes!`; writes the linker script for QEMU's `virt` board.
+
+use std::path::{Path, PathBuf};
+
+fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ESP_LLM_MODELS") {
+        return PathBuf::from(dir);
+    }
+    let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    for dir in here.ancestors() {
+        let cand = dir.join("shared").join("models");
+        if cand.is_dir() {
+            return cand;
+        }
+    }
+    panic!("cannot find shared/models in any ancestor of {} (set ESP_LLM_MODELS)", here.display());
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=ESP_LLM_MODELS");
+    println!("cargo:rerun-if-env-changed=RV32BENCH_STEPS");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=link.x");
+    println!("cargo:rerun-if-env-changed=RV32BENCH_Q80_FILE");
+    let dir = models_dir();
+    for (var, file) in [
+        ("RV32BENCH_FP32", "stories260K.bin"),
+        ("RV32BENCH_Q80", "stories260K_q80.bin"),
+        ("RV32BENCH_TOK", "tok512.bin"),
+    ] {
+        // `$RV32BENCH_Q80_FILE` embeds another int8 model (e.g. a bundle with other groups)
+        // in the q80 binary, for one-off measurements.
+        let p = match (var, std::env::var_os("RV32BENCH_Q80_FILE")) {
+            ("RV32BENCH_Q80", Some(f)) => PathBuf::from(f),
+            _ => dir.join(file),
+        };
+        assert!(p.is_file(), "missing model file {}", p.display());
+        println!("cargo:rerun-if-changed={}", p.display());
+        println!("cargo:rustc-env={var}={}", p.display());
+    }
+    let target = std::env::var("TARGET").unwrap_or_default();
+    if target.starts_with("riscv32") {
+        let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+        let script = Path::new(&manifest).join("link.x");
+        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+    }
+}

@@ -1,0 +1,87 @@
+//! `rv32bench-host MODEL_FILE [scalar|unrolled]`: greedy, 64 steps from "Once upon a time" with
+//! `engine::Generator` on the host; prints the `tokens:`/`text:` lines of the RV32 benchmark.
+//! The models are found like the engine's tests do: `$ESP_LLM_MODELS`, else `shared/models`
+//! in the nearest ancestor directory.
+
+use esp_llm_engine::kernels::{Kernels, Scalar, Unrolled};
+use esp_llm_engine::parallel::Serial;
+use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[path = "../../src/report.rs"]
+mod report;
+
+const PROMPT: &[u8] = b"Once upon a time";
+const STEPS: usize = 64;
+
+fn models_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("ESP_LLM_MODELS") {
+        return Ok(PathBuf::from(dir));
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().map(|d| d.join("shared").join("models")).find(|c| c.is_dir()).ok_or_else(
+        || format!("cannot find shared/models above {} (set ESP_LLM_MODELS)", here.display()),
+    )
+}
+
+fn run(model_file: &str, kernels: &'static dyn Kernels) -> Result<String, String> {
+    let dir = models_dir()?;
+    let read =
+        |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
+    let model = read(model_file)?;
+    let tok_bytes = read("tok512.bin")?;
+    let ckpt = Checkpoint::parse(&model).map_err(|e| e.to_string())?;
+    let vocab = ckpt.config.vocab_size;
+    let mut t = Transformer::with_options(ckpt, None, kernels, Box::new(Serial))
+        .map_err(|e| e.to_string())?;
+    let tok = Tokenizer::from_bytes(&tok_bytes, vocab).map_err(|e| e.to_string())?;
+    let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0).map_err(|e| e.to_string())?;
+    let prompt = tok.encode(PROMPT);
+    let mut tokens = vec![prompt[0]];
+    let mut text = Vec::new();
+    let mut stop = Stop::Steps;
+    for ev in
+        Generator::new(&mut t, &tok, &mut sampler, prompt, STEPS).map_err(|e| e.to_string())?
+    {
+        match ev.map_err(|e| e.to_string())? {
+            Event::Token { token, text: piece, .. } => {
+                tokens.push(token);
+                text.extend_from_slice(piece);
+            }
+            Event::Done(s) => stop = s,
+        }
+    }
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(out, "stop: {}", stop.as_str());
+    let _ = report::tokens_line(&mut out, &tokens);
+    let _ = report::text_line(&mut out, &text);
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let kernels: &'static dyn Kernels = match args.get(1).map(String::as_str) {
+        None | Some("scalar") => &Scalar,
+        Some("unrolled") => &Unrolled,
+        Some(k) => {
+            eprintln!("unknown kernels {k:?} (scalar or unrolled)");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(model) = args.first() else {
+        eprintln!("usage: rv32bench-host MODEL_FILE [scalar|unrolled]");
+        return ExitCode::from(2);
+    };
+    match run(model, kernels) {
+        Ok(s) => {
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

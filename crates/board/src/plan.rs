@@ -1,0 +1,140 @@
+//! How long a context fits in the memory left after the weights are placed.
+//!
+//! The KV cache grows linearly with the context (`2 * n_layers * seq_len * kv_dim` f32s), the
+//! activations barely; the engine's [`RunState::size`] gives both for any `seq_len`, so the cap
+//! is the largest `seq_len` whose state fits the budget, found by bisection.
+
+use esp_llm_engine::model::{Config, Floats, Matrix, Weights};
+use esp_llm_engine::state::RunState;
+
+/// The largest context in `1..=config.seq_len` whose run state fits in `budget` bytes, or
+/// `None` if not even one position fits.
+pub fn context_cap(config: &Config, weights: &Weights<'_>, budget: usize) -> Option<usize> {
+    let fits = |seq: usize| {
+        RunState::size(config, weights, seq).map(|s| s.total() <= budget).unwrap_or(false)
+    };
+    if config.seq_len == 0 || !fits(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1, config.seq_len); // fits(lo) holds
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
+/// Bytes of weights that parsing had to copy into RAM (f32 runs that were not 4-byte aligned in
+/// the source bytes); 0 means every weight is read in place (from RAM, PSRAM or mapped flash).
+pub fn copied_bytes(w: &Weights<'_>) -> usize {
+    fn floats(f: &Floats<'_>) -> usize {
+        if f.is_borrowed() {
+            0
+        } else {
+            f.len() * 4
+        }
+    }
+    fn matrix(m: &Matrix<'_>) -> usize {
+        match m {
+            Matrix::F32 { w, .. } => floats(w),
+            Matrix::Q8(q) => floats(&q.s),
+        }
+    }
+    let layers: usize = w
+        .layers
+        .iter()
+        .map(|l| {
+            floats(&l.rms_att_weight)
+                + floats(&l.rms_ffn_weight)
+                + [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3]
+                    .into_iter()
+                    .map(matrix)
+                    .sum::<usize>()
+        })
+        .sum();
+    layers
+        + matrix(&w.token_embedding)
+        + floats(&w.rms_final_weight)
+        + w.wcls.as_ref().map_or(0, matrix)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use esp_llm_engine::checkpoint::bundle::{Bundle, Quant};
+    use esp_llm_engine::Checkpoint;
+    use std::path::PathBuf;
+
+    /// `$ESP_LLM_MODELS`, else the nearest ancestor's `shared/models`.
+    pub(crate) fn models_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("ESP_LLM_MODELS") {
+            return Some(PathBuf::from(d));
+        }
+        let mut dir = std::env::current_dir().ok()?;
+        loop {
+            let cand = dir.join("shared/models");
+            if cand.is_dir() {
+                return Some(cand);
+            }
+            if !dir.pop() {
+                return None;
+            }
+        }
+    }
+
+    #[test]
+    fn bundles_are_read_in_place() {
+        // Bundles keep every tensor 16-byte aligned, so from a 16-byte aligned buffer (the
+        // firmware's copy or a 64 KB flash page) nothing is copied; a raw llama2.c file one
+        // byte off is, which shows the check can fail.
+        for (name, quant) in
+            [("stories260K.bin", Quant::F32), ("stories260K_q80.bin", Quant::Q8(None))]
+        {
+            let Some(blob) = crate::model::tests::bundle_of(name, quant) else {
+                eprintln!("skipped: no shared/models");
+                return;
+            };
+            let mut words = std::vec![0u128; blob.len().div_ceil(16)];
+            // SAFETY: u128 has no padding and any byte pattern is a valid u8.
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 16)
+            };
+            bytes[..blob.len()].copy_from_slice(&blob);
+            let b = Bundle::parse(&bytes[..blob.len()]).unwrap();
+            assert_eq!(copied_bytes(&b.checkpoint.weights), 0, "{name}");
+
+            let raw = std::fs::read(models_dir().unwrap().join("stories260K.bin")).unwrap();
+            let mut odd = std::vec![0u8; raw.len() + 1];
+            odd[1..].copy_from_slice(&raw);
+            let parsed = Checkpoint::parse(&odd[1..]).unwrap();
+            assert!(copied_bytes(&parsed.weights) > 0);
+        }
+    }
+
+    #[test]
+    fn cap_is_the_largest_context_that_fits() {
+        let Some(dir) = models_dir() else {
+            eprintln!("skipped: no shared/models");
+            return;
+        };
+        for name in ["stories260K.bin", "stories260K_q80.bin"] {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            let ckpt = Checkpoint::parse(&bytes).unwrap();
+            let (c, w) = (&ckpt.config, &ckpt.weights);
+            let full = RunState::size(c, w, c.seq_len).unwrap().total();
+            assert_eq!(context_cap(c, w, full), Some(c.seq_len), "{name}");
+            assert_eq!(context_cap(c, w, usize::MAX), Some(c.seq_len));
+            for budget in [full - 1, full / 2, full / 7] {
+                let cap = context_cap(c, w, budget).unwrap();
+                assert!(RunState::size(c, w, cap).unwrap().total() <= budget);
+                assert!(RunState::size(c, w, cap + 1).unwrap().total() > budget, "{name} {budget}");
+            }
+            let one = RunState::size(c, w, 1).unwrap().total();
+            assert_eq!(context_cap(c, w, one - 1), None);
+        }
+    }
+}
