@@ -8,6 +8,7 @@ macro_rules! outln {
     }};
 }
 
+mod bench;
 mod board_chat;
 mod eval;
 mod files;
@@ -19,6 +20,7 @@ mod pack;
 mod plan;
 mod quantize;
 mod run;
+mod synth;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +57,10 @@ enum Command {
     Monitor(monitor::Args),
     /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
     Eval(eval::Args),
+    /// Write a deterministic random-weight llama2.c v0 model of a given shape (for benchmarks).
+    Synth(synth::Args),
+    /// Measure prompt-processing and generation speed (tok/s, median of several runs).
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -71,6 +77,8 @@ fn main() {
         Command::Monitor(a) => monitor::main(a),
         Command::Flash(a) => flashing::flash(a),
         Command::Image(a) => flashing::image(a),
+        Command::Synth(a) => synth::main(a),
+        Command::Bench(a) => bench::main(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.

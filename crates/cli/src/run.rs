@@ -4,6 +4,8 @@ use crate::files::{self, Blob};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::checkpoint::bundle;
+use esp_llm_engine::kernels::{self, Kernels};
+use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +64,41 @@ pub struct Args {
     /// activations) would exceed this many bytes (suffixes K, M, G allowed).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub max_memory: Option<u64>,
+    /// Worker threads for the matmuls and attention (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Kernels to use: scalar, avx2, avx512, ... (default: the best this CPU runs; `-v` lists
+    /// the available ones).
+    #[arg(long)]
+    pub kernels: Option<String>,
+}
+
+/// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
+pub fn pick_kernels(name: Option<&str>) -> Result<&'static dyn Kernels> {
+    match name {
+        None => Ok(kernels::best()),
+        Some(n) => kernels::by_name(n).ok_or_else(|| {
+            let have: Vec<_> = kernels::available().iter().map(|k| k.name()).collect();
+            anyhow::anyhow!("kernels '{n}' do not run on this CPU; available: {}", have.join(", "))
+        }),
+    }
+}
+
+/// Builds a transformer with `threads` workers (default: all cores), the given kernels and
+/// batched prompt prefill.
+pub fn transformer<'a>(
+    ck: Checkpoint<'a>,
+    threads: Option<usize>,
+    kernels: &'static dyn Kernels,
+) -> Result<Transformer<'a>> {
+    let n = match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => Pool::available_parallelism(),
+    };
+    let pool = Pool::new(n).context("starting worker threads")?;
+    Ok(Transformer::with_options(ck, None, kernels, Box::new(pool))?
+        .with_prefill(esp_llm_engine::forward::DEFAULT_PREFILL)?)
 }
 
 /// Parses `123`, `64K`, `8M`, `1G` (binary multiples).
@@ -178,7 +215,7 @@ pub fn main(a: Args) -> Result<()> {
         .with_context(|| loaded.tokenizer_name())?;
     let seed = resolve_seed(a.seed);
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, seed)?;
-    let mut t = Transformer::new(ck)?;
+    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
     let weights_copied: usize = copied_bytes(&t);
     let weights_bytes = t.weights.bytes();
     let state = t.state_size();
@@ -194,11 +231,13 @@ pub fn main(a: Args) -> Result<()> {
     }
     if a.verbose {
         eprintln!(
-            "model {} ({format}), tokenizer {}, kernels {}, {} worker(s), memory: weights {} B mapped + {} B copied, KV cache {} B, activations {} B",
+            "model {} ({format}), tokenizer {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied, KV cache {} B, activations {} B",
             loaded.model_path.display(),
             loaded.tokenizer_name(),
             t.kernels().name(),
+            kernels::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
             t.worker_count(),
+            t.prefill_batch(),
             loaded.model.len(),
             weights_copied,
             state.kv_cache,

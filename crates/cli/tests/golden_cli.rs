@@ -17,8 +17,36 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
+/// The kernel names `esp-llm run -v` reports as available on this machine.
+fn available_kernels() -> Vec<String> {
+    let out = esp_llm()
+        .args(["run", "-n", "1", "-v", "--json", "-t", "0"])
+        .arg(shared("models").join("stories260K.bin"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let list = err.split("(available: ").nth(1).and_then(|s| s.split(')').next()).unwrap();
+    list.split(", ").map(String::from).collect()
+}
+
 #[test]
 fn generation_cases_via_run_json() {
+    generation_cases(&[]);
+}
+
+/// Every case exact with every kernel at 1, 2 and 3 threads.
+#[test]
+fn generation_cases_with_every_kernel_and_thread_count() {
+    let kernels = available_kernels();
+    assert!(kernels.contains(&"scalar".to_string()), "{kernels:?}");
+    for k in &kernels {
+        for threads in ["1", "2", "3"] {
+            generation_cases(&["--kernels", k, "--threads", threads]);
+        }
+    }
+}
+
+fn generation_cases(extra: &[&str]) {
     let models = shared("models");
     let mut n = 0;
     for g in goldens().into_iter().filter(|g| g.model.is_some()) {
@@ -35,13 +63,14 @@ fn generation_cases_via_run_json() {
         if let Some(s) = g.seed {
             cmd.args(["-s", &s.to_string()]);
         }
+        cmd.args(extra);
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}: {}", g.name, String::from_utf8_lossy(&out.stderr));
         let v = json(&out.stdout);
-        assert_eq!(ids(&v["prompt_tokens"]), g.prompt_tokens, "{}", g.name);
-        assert_eq!(ids(&v["tokens"]), g.tokens, "{}", g.name);
-        assert_eq!(v["stop"].as_str(), g.stop.as_deref(), "{}", g.name);
-        assert_eq!(v["text"].as_str(), g.text.as_deref(), "{}", g.name);
+        assert_eq!(ids(&v["prompt_tokens"]), g.prompt_tokens, "{} {extra:?}", g.name);
+        assert_eq!(ids(&v["tokens"]), g.tokens, "{} {extra:?}", g.name);
+        assert_eq!(v["stop"].as_str(), g.stop.as_deref(), "{} {extra:?}", g.name);
+        assert_eq!(v["text"].as_str(), g.text.as_deref(), "{} {extra:?}", g.name);
         assert!(v["tok_per_s"].as_f64().unwrap() > 0.0);
         n += 1;
     }

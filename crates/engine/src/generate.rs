@@ -59,6 +59,8 @@ pub struct Generator<'g, 'a, 't> {
     pos: usize,
     token: u32,
     done: bool,
+    /// Positions below this went through `Transformer::prefill` (forced, no logits needed).
+    prefilled: usize,
 }
 
 /// Steps as run.c clamps them: 0 or more than the context means the whole context.
@@ -102,6 +104,7 @@ impl<'g, 'a, 't> Generator<'g, 'a, 't> {
             pos: 0,
             token,
             done: false,
+            prefilled: 0,
         })
     }
 
@@ -123,6 +126,26 @@ impl<'t> Iterator for Generator<'_, '_, 't> {
             return Some(Ok(Event::Done(Stop::Steps)));
         }
         let pos = self.pos;
+        if pos == 0 {
+            // Forced prompt positions only fill the KV cache: run them as a batch.
+            let n = (self.prompt.len() - 1).min(self.steps);
+            if let Err(e) = self.transformer.prefill(&self.prompt[..n], 0) {
+                self.done = true;
+                return Some(Err(e));
+            }
+            self.prefilled = n;
+        }
+        if pos < self.prefilled {
+            let next = self.prompt[pos + 1];
+            self.pos += 1;
+            if next == BOS {
+                self.done = true;
+                return Some(Ok(Event::Done(Stop::Bos)));
+            }
+            let text = self.tokenizer.decode(self.token, next);
+            self.token = next;
+            return Some(Ok(Event::Token { pos, token: next, forced: true, text }));
+        }
         let logits = match self.transformer.forward(self.token, pos) {
             Ok(l) => l,
             Err(e) => {

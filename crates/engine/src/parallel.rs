@@ -3,13 +3,24 @@
 //! A matmul's output rows are cut into contiguous ranges, one per worker; each worker writes
 //! only its own range, so no locking is needed, only a barrier at the end of the job.
 
+#[cfg(any(test, feature = "std"))]
+pub mod pool;
+
 /// Something that runs a job on `count()` workers at once. The caller's thread counts as one
 /// of them (index 0). `run` returns when every worker has finished.
 pub trait Workers: Sync {
     /// Number of workers, at least 1.
     fn count(&self) -> usize;
-    /// Calls `job(i)` exactly once for each `i in 0..count()`, concurrently, and waits for all.
+    /// Calls `job(i)` exactly once for each `i in 0..count()`, concurrently where it can (an
+    /// implementation may run several indices on one thread, e.g. when a worker is busy), and
+    /// waits for all.
     fn run(&self, job: &(dyn Fn(usize) + Sync));
+    /// Multiply-adds per worker below which splitting a job does not pay for its sync (the
+    /// forward pass then runs it on the caller alone). The default suits slow cores, where a
+    /// matmul takes milliseconds; the host pool raises it.
+    fn min_work_per_worker(&self) -> usize {
+        16 * 1024
+    }
 }
 
 /// One worker: the calling thread.
@@ -32,6 +43,14 @@ pub fn split(len: usize, parts: usize, i: usize) -> core::ops::Range<usize> {
     let start = i * base + i.min(extra);
     let end = start + base + usize::from(i < extra);
     start..end
+}
+
+/// The `i`-th of `parts` near-equal contiguous ranges of `0..len` whose boundaries are
+/// multiples of `align` (except the end), so that SIMD row blocks stay whole.
+pub fn split_aligned(len: usize, parts: usize, i: usize, align: usize) -> core::ops::Range<usize> {
+    let align = align.max(1);
+    let units = split(len.div_ceil(align), parts, i);
+    (units.start * align).min(len)..(units.end * align).min(len)
 }
 
 /// A raw pointer to an output buffer whose disjoint parts are handed to different workers.
@@ -79,6 +98,22 @@ mod tests {
                 for i in 0..parts {
                     let r = split(len, parts, i);
                     assert_eq!(r.start, next);
+                    next = r.end;
+                }
+                assert_eq!(next, len);
+            }
+        }
+    }
+
+    #[test]
+    fn split_aligned_covers_exactly_on_boundaries() {
+        for len in 0..100 {
+            for parts in 1..7 {
+                let mut next = 0;
+                for i in 0..parts {
+                    let r = split_aligned(len, parts, i, 16);
+                    assert_eq!(r.start, next);
+                    assert!(r.start.is_multiple_of(16) || r.start == len);
                     next = r.end;
                 }
                 assert_eq!(next, len);

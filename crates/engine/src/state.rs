@@ -24,20 +24,23 @@ impl StateSize {
     }
 }
 
-/// Buffers used by one forward pass.
+/// Buffers used by one forward pass over a batch of up to `batch` consecutive positions
+/// (batched prompt prefill); per-position buffers hold `batch` rows one after the other.
 #[derive(Debug)]
 pub struct RunState {
-    /// (dim) activation at the current time stamp.
+    /// Positions per batch (1 unless prefill was enabled).
+    pub batch: usize,
+    /// (batch, dim) activation at the current time stamp.
     pub x: Vec<f32>,
-    /// (dim) same, inside a residual branch.
+    /// (batch, dim) same, inside a residual branch.
     pub xb: Vec<f32>,
-    /// (dim) an additional buffer for convenience.
+    /// (batch, dim) an additional buffer for convenience.
     pub xb2: Vec<f32>,
-    /// (hidden_dim) feed-forward buffer.
+    /// (batch, hidden_dim) feed-forward buffer.
     pub hb: Vec<f32>,
-    /// (hidden_dim) feed-forward buffer.
+    /// (batch, hidden_dim) feed-forward buffer.
     pub hb2: Vec<f32>,
-    /// (dim) query.
+    /// (batch, dim) query.
     pub q: Vec<f32>,
     /// (n_heads, seq_len) attention scores.
     pub att: Vec<f32>,
@@ -47,11 +50,11 @@ pub struct RunState {
     pub key_cache: Vec<f32>,
     /// (layer, seq_len, kv_dim) value cache.
     pub value_cache: Vec<f32>,
-    /// Quantized activation for int8 matmuls (the longest int8 row stride).
+    /// (batch, longest int8 row stride) quantized activations for int8 matmuls.
     pub xq: Vec<i8>,
-    /// Scales of `xq`.
+    /// (batch, scales per longest row) scales of `xq`.
     pub xs: Vec<f32>,
-    /// (head_size / 2) RoPE cosines and sines at the current position.
+    /// (batch, head_size / 2) RoPE cosines and sines at each position of the batch.
     pub rope_cos: Vec<f32>,
     /// See `rope_cos`.
     pub rope_sin: Vec<f32>,
@@ -88,48 +91,72 @@ fn zeros<T: Clone + Default>(what: &'static str, n: usize) -> Result<Vec<T>> {
 impl RunState {
     /// Bytes a run state for `config` (with context `seq_len`) and these weights needs.
     pub fn size(config: &Config, weights: &Weights<'_>, seq_len: usize) -> Result<StateSize> {
+        Self::size_batched(config, weights, seq_len, 1)
+    }
+
+    /// Bytes a run state needs when it runs up to `batch` positions at once.
+    pub fn size_batched(
+        config: &Config,
+        weights: &Weights<'_>,
+        seq_len: usize,
+        batch: usize,
+    ) -> Result<StateSize> {
         let c = config;
         let kv = checked("KV cache", &[2, c.n_layers, seq_len, c.kv_dim(), 4])?;
         let (stride, scales) = q8_scratch(weights);
-        let floats = [
-            4 * c.dim,
-            2 * c.hidden_dim,
-            checked("attention scores", &[c.n_heads, seq_len])?,
-            c.vocab_size,
-            scales,
-            c.head_size(),
-        ]
-        .iter()
-        .try_fold(0usize, |a, &b| a.checked_add(b))
-        .ok_or(Error::Overflow { what: "activations" })?;
+        let per_pos = [4 * c.dim, 2 * c.hidden_dim, scales, c.head_size()]
+            .iter()
+            .try_fold(0usize, |a, &b| a.checked_add(b))
+            .ok_or(Error::Overflow { what: "activations" })?;
+        let floats = checked("activations", &[per_pos, batch.max(1)])?
+            .checked_add(checked("attention scores", &[c.n_heads, seq_len])?)
+            .and_then(|f| f.checked_add(c.vocab_size))
+            .ok_or(Error::Overflow { what: "activations" })?;
         let activations = floats
             .checked_mul(4)
-            .and_then(|b| b.checked_add(stride))
+            .and_then(|b| b.checked_add(stride.checked_mul(batch.max(1))?))
             .ok_or(Error::Overflow { what: "activations" })?;
         Ok(StateSize { kv_cache: kv, activations })
     }
 
-    /// Allocates the state (fallibly).
+    /// Allocates the state (fallibly) for one position at a time.
     pub fn new(config: &Config, weights: &Weights<'_>, seq_len: usize) -> Result<Self> {
-        Self::size(config, weights, seq_len)?;
+        Self::new_batched(config, weights, seq_len, 1)
+    }
+
+    /// Allocates the state (fallibly) for up to `batch` positions at once.
+    pub fn new_batched(
+        config: &Config,
+        weights: &Weights<'_>,
+        seq_len: usize,
+        batch: usize,
+    ) -> Result<Self> {
+        let batch = batch.max(1);
+        Self::size_batched(config, weights, seq_len, batch)?;
         let c = config;
         let kv = c.n_layers * seq_len * c.kv_dim();
         let (stride, scales) = q8_scratch(weights);
         Ok(RunState {
-            x: zeros("activations", c.dim)?,
-            xb: zeros("activations", c.dim)?,
-            xb2: zeros("activations", c.dim)?,
-            hb: zeros("activations", c.hidden_dim)?,
-            hb2: zeros("activations", c.hidden_dim)?,
-            q: zeros("activations", c.dim)?,
+            batch,
+            x: zeros("activations", batch * c.dim)?,
+            xb: zeros("activations", batch * c.dim)?,
+            xb2: zeros("activations", batch * c.dim)?,
+            hb: zeros("activations", batch * c.hidden_dim)?,
+            hb2: zeros("activations", batch * c.hidden_dim)?,
+            q: zeros("activations", batch * c.dim)?,
             att: zeros("attention scores", c.n_heads * seq_len)?,
             logits: zeros("logits", c.vocab_size)?,
             key_cache: zeros("key cache", kv)?,
             value_cache: zeros("value cache", kv)?,
-            xq: zeros("int8 activations", stride)?,
-            xs: zeros("int8 activations", scales)?,
-            rope_cos: zeros("rope", c.head_size() / 2)?,
-            rope_sin: zeros("rope", c.head_size() / 2)?,
+            xq: zeros("int8 activations", batch * stride)?,
+            xs: zeros("int8 activations", batch * scales)?,
+            rope_cos: zeros("rope", batch * (c.head_size() / 2))?,
+            rope_sin: zeros("rope", batch * (c.head_size() / 2))?,
         })
+    }
+
+    /// Longest int8 row stride and its number of scales (0, 0 for an fp32 model).
+    pub fn q8_layout(weights: &Weights<'_>) -> (usize, usize) {
+        q8_scratch(weights)
     }
 }

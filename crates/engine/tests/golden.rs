@@ -1,14 +1,56 @@
 //! The reference llama2.c outputs in `shared/golden` reproduced by the engine: encode ids,
 //! greedy and sampled fp32 stories (tokens and text identical), and the first logits.
 
+use esp_llm_engine::kernels::{self, Kernels};
+use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
 use esp_llm_fixtures::*;
 
+/// How a case is run: kernels, worker threads, prefill batch.
+#[derive(Clone, Copy)]
+pub struct Setup {
+    pub kernels: &'static dyn Kernels,
+    pub threads: usize,
+    pub prefill: usize,
+}
+
+impl Setup {
+    fn default_run() -> Setup {
+        Setup { kernels: kernels::best(), threads: 1, prefill: 1 }
+    }
+}
+
+/// Every kernel this machine runs with 1, 2 and 3 threads, and prefill batches of 1, 16 and 5
+/// (so that chunk tails are exercised too).
+fn setups() -> Vec<Setup> {
+    let mut v = Vec::new();
+    for k in kernels::available() {
+        for (threads, prefill) in [(1, 1), (2, 16), (3, 5)] {
+            v.push(Setup { kernels: k, threads, prefill });
+        }
+    }
+    v
+}
+
 /// Runs a golden generation case; returns (tokens with BOS first, stop, text).
 pub fn run_case(model: &[u8], tok: &[u8], g: &Golden) -> (Vec<u32>, Stop, Vec<u8>) {
+    run_case_with(model, tok, g, Setup::default_run())
+}
+
+/// Runs a golden generation case with the given kernels, threads and prefill batch.
+pub fn run_case_with(
+    model: &[u8],
+    tok: &[u8],
+    g: &Golden,
+    setup: Setup,
+) -> (Vec<u32>, Stop, Vec<u8>) {
     let ck = Checkpoint::parse(model).unwrap();
     let vocab = ck.config.vocab_size;
-    let mut t = Transformer::new(ck).unwrap();
+    let pool = Box::new(Pool::new(setup.threads).unwrap());
+    let mut t = Transformer::with_options(ck, None, setup.kernels, pool)
+        .unwrap()
+        .with_prefill(setup.prefill)
+        .unwrap();
     let tokenizer = Tokenizer::from_bytes(tok, vocab).unwrap();
     let temp = g.temperature.unwrap_or(1.0);
     let mut sampler =
@@ -55,6 +97,68 @@ fn fp32_generation_cases() {
         n += 1;
     }
     assert_eq!(n, 16, "fp32 golden cases");
+}
+
+/// Every fp32 and int8 case, exact, with every kernel at 1, 2 and 3 threads (and batched
+/// prefill).
+#[test]
+fn all_cases_with_every_kernel_and_thread_count() {
+    let tok = model_bytes("tok512.bin");
+    let models =
+        [("run.c", model_bytes("stories260K.bin")), ("runq.c", model_bytes("stories260K_q80.bin"))];
+    let setups = setups();
+    assert!(setups.len() >= 3);
+    let mut n = 0;
+    for g in goldens() {
+        let Some((_, model)) = models.iter().find(|(e, _)| *e == g.engine) else { continue };
+        for s in &setups {
+            let what =
+                format!("{} [{} x{} prefill {}]", g.name, s.kernels.name(), s.threads, s.prefill);
+            let (tokens, stop, text) = run_case_with(model, &tok, &g, *s);
+            assert_eq!(tokens, g.tokens, "{what}: tokens");
+            assert_eq!(Some(stop.as_str()), g.stop.as_deref(), "{what}: stop");
+            assert_eq!(String::from_utf8_lossy(&text), g.text.clone().unwrap(), "{what}: text");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 21 * setups.len());
+}
+
+/// `prefill` then `forward` gives the very logits of `forward` alone, bit for bit, for every
+/// kernel, thread count and batch size (including chunk tails).
+#[test]
+fn prefill_logits_are_bit_identical() {
+    for name in ["stories260K.bin", "stories260K_q80.bin"] {
+        let model = model_bytes(name);
+        let inputs =
+            [1u32, 403, 407, 261, 378, 432, 383, 286, 300, 21, 5, 99, 400, 17, 250, 33, 8, 2];
+        let mut want = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+        let mut want_logits = Vec::new();
+        for (p, &tok) in inputs.iter().enumerate() {
+            want_logits.push(want.forward(tok, p).unwrap().to_vec());
+        }
+        for s in setups() {
+            for batch in [1, 3, 16] {
+                let pool = Box::new(Pool::new(s.threads).unwrap());
+                let ck = Checkpoint::parse(&model).unwrap();
+                let mut t = Transformer::with_options(ck, None, s.kernels, pool)
+                    .unwrap()
+                    .with_prefill(batch)
+                    .unwrap();
+                let last = inputs.len() - 1;
+                t.prefill(&inputs[..last], 0).unwrap();
+                let got = t.forward(inputs[last], last).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(got),
+                    bits(&want_logits[last]),
+                    "{name} {} x{} batch {batch}",
+                    s.kernels.name(),
+                    s.threads
+                );
+            }
+        }
+    }
 }
 
 #[test]

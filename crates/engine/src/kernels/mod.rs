@@ -6,6 +6,8 @@
 
 pub mod scalar;
 pub mod unrolled;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
 
 pub use scalar::Scalar;
 pub use unrolled::Unrolled;
@@ -33,11 +35,45 @@ pub trait Kernels: Sync {
     );
 }
 
+/// Every kernel set this machine can run, fastest first (the scalar twin last).
+///
+/// With the `std` feature the CPU is asked at run time; without it only the features the
+/// build targets (`-C target-feature`) count.
+pub fn available() -> alloc::vec::Vec<&'static dyn Kernels> {
+    let mut v: alloc::vec::Vec<&'static dyn Kernels> = alloc::vec::Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(k) = x86_64::Avx512::detect() {
+            v.push(k);
+        }
+        if let Some(k) = x86_64::Avx2::detect() {
+            v.push(k);
+        }
+    }
+    v.push(&Unrolled);
+    v.push(&Scalar);
+    v
+}
+
 /// The best kernels for the machine this runs on.
 pub fn best() -> &'static dyn Kernels {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(k) = x86_64::Avx512::detect() {
+            return k;
+        }
+        if let Some(k) = x86_64::Avx2::detect() {
+            return k;
+        }
+    }
     // In-order cores without SIMD (RISC-V ESP chips) gain from four rows per pass; bit-identical.
     #[cfg(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa"))]
     return &Unrolled;
     #[cfg(not(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa")))]
     &Scalar
+}
+
+/// The kernels selected by `name` (as printed by [`Kernels::name`]), if this machine runs them.
+pub fn by_name(name: &str) -> Option<&'static dyn Kernels> {
+    available().into_iter().find(|k| k.name() == name)
 }

@@ -1,0 +1,140 @@
+//! `esp-llm bench`: prompt-processing and generation speed, median of several runs.
+//!
+//! Prompt processing (pp) times `Transformer::prefill` over `--prompt` synthetic tokens from
+//! position 0 (batched, no logits), then one `forward` for the last prompt token (whose logits
+//! a real run samples from); tok/s counts every prompt token. Generation (tg) times `--gen`
+//! greedy steps from position 0 (forward + argmax), as llama2.c's `run -t 0 -n N` does
+//! without a prompt. Every run rewrites the KV cache positions it reads, so runs are
+//! independent. One untimed warm-up run first maps the weights in.
+
+use crate::files;
+use crate::run::{pick_kernels, transformer};
+use anyhow::{bail, Context, Result};
+use esp_llm_engine::Checkpoint;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (llama2.c v0/v1/v2). Default: stories260K.bin from the usual places.
+    pub model: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Kernels to use (scalar, avx2, avx512, ...; default: the best this CPU runs).
+    #[arg(long)]
+    pub kernels: Option<String>,
+    /// Prompt tokens for the prompt-processing test (0 skips it).
+    #[arg(long, default_value_t = 128)]
+    pub prompt: usize,
+    /// Generated tokens for the generation test (0 skips it).
+    #[arg(long, default_value_t = 256)]
+    pub gen: usize,
+    /// Timed runs per test; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+pub fn main(a: Args) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let path = files::resolve_model(a.model.as_deref())?;
+    let blob = files::load(&path, "model")?;
+    let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;
+    let format = ck.format;
+    let c = ck.config;
+    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
+    if a.prompt > c.seq_len || a.gen > c.seq_len {
+        bail!("--prompt and --gen must be at most the model's context ({})", c.seq_len);
+    }
+    let prompt: Vec<u32> = std::iter::once(esp_llm_engine::BOS)
+        .chain((1..a.prompt).map(|i| ((i * 7919 + 3) % c.vocab_size) as u32))
+        .collect();
+
+    let gen_run = |t: &mut esp_llm_engine::Transformer<'_>, n: usize| -> Result<f64> {
+        let start = Instant::now();
+        let mut tok = esp_llm_engine::BOS;
+        for pos in 0..n {
+            tok = argmax(t.forward(tok, pos)?);
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64().max(1e-9))
+    };
+    let pp_run = |t: &mut esp_llm_engine::Transformer<'_>| -> Result<f64> {
+        let start = Instant::now();
+        let last = prompt.len() - 1;
+        t.prefill(&prompt[..last], 0)?;
+        let logits = t.forward(prompt[last], last)?;
+        std::hint::black_box(argmax(logits));
+        Ok(prompt.len() as f64 / start.elapsed().as_secs_f64().max(1e-9))
+    };
+
+    gen_run(&mut t, a.gen.clamp(1, 8))?; // warm-up
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for _ in 0..a.runs {
+        if a.prompt > 0 {
+            pp.push(pp_run(&mut t)?);
+        }
+        if a.gen > 0 {
+            tg.push(gen_run(&mut t, a.gen)?);
+        }
+    }
+    let (pp_med, tg_med) = (median(&pp), median(&tg));
+    if a.json {
+        let out = serde_json::json!({
+            "model": path.display().to_string(),
+            "format": format.to_string(),
+            "kernels": t.kernels().name(),
+            "threads": t.worker_count(),
+            "prefill_batch": t.prefill_batch(),
+            "prompt_tokens": a.prompt,
+            "gen_tokens": a.gen,
+            "runs": a.runs,
+            "pp_tok_per_s": pp_med,
+            "tg_tok_per_s": tg_med,
+            "pp_runs": pp,
+            "tg_runs": tg,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} ({format}), kernels {}, {} thread(s), prefill batch {}, median of {} runs",
+            path.display(),
+            t.kernels().name(),
+            t.worker_count(),
+            t.prefill_batch(),
+            a.runs
+        );
+        if a.prompt > 0 {
+            println!("pp{:<5} {pp_med:>10.1} tok/s", a.prompt);
+        }
+        if a.gen > 0 {
+            println!("tg{:<5} {tg_med:>10.1} tok/s", a.gen);
+        }
+    }
+    Ok(())
+}
