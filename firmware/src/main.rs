@@ -319,7 +319,7 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>, no_model: &str) {
                 m.format,
                 m.loaded.place.name()
             );
-            let copied = esp_llm_board::plan::copied_bytes(&m.transformer.weights);
+            let copied = m.transformer.weights.copied_bytes();
             let _ = writeln!(
                 out,
                 "weights read in place: {}",

@@ -4,7 +4,7 @@
 //! activations barely; the engine's [`RunState::size`] gives both for any `seq_len`, so the cap
 //! is the largest `seq_len` whose state fits the budget, found by bisection.
 
-use esp_llm_engine::model::{Config, Floats, Matrix, Weights};
+use esp_llm_engine::model::{Config, Weights};
 use esp_llm_engine::state::RunState;
 
 /// The largest context in `1..=config.seq_len` whose run state fits in `budget` bytes, or
@@ -26,40 +26,6 @@ pub fn context_cap(config: &Config, weights: &Weights<'_>, budget: usize) -> Opt
         }
     }
     Some(lo)
-}
-
-/// Bytes of weights that parsing had to copy into RAM (f32 runs that were not 4-byte aligned in
-/// the source bytes); 0 means every weight is read in place (from RAM, PSRAM or mapped flash).
-pub fn copied_bytes(w: &Weights<'_>) -> usize {
-    fn floats(f: &Floats<'_>) -> usize {
-        if f.is_borrowed() {
-            0
-        } else {
-            f.len() * 4
-        }
-    }
-    fn matrix(m: &Matrix<'_>) -> usize {
-        match m {
-            Matrix::F32 { w, .. } => floats(w),
-            Matrix::Q8(q) => floats(&q.s),
-        }
-    }
-    let layers: usize = w
-        .layers
-        .iter()
-        .map(|l| {
-            floats(&l.rms_att_weight)
-                + floats(&l.rms_ffn_weight)
-                + [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3]
-                    .into_iter()
-                    .map(matrix)
-                    .sum::<usize>()
-        })
-        .sum();
-    layers
-        + matrix(&w.token_embedding)
-        + floats(&w.rms_final_weight)
-        + w.wcls.as_ref().map_or(0, matrix)
 }
 
 #[cfg(test)]
@@ -105,13 +71,13 @@ pub(crate) mod tests {
             };
             bytes[..blob.len()].copy_from_slice(&blob);
             let b = Bundle::parse(&bytes[..blob.len()]).unwrap();
-            assert_eq!(copied_bytes(&b.checkpoint.weights), 0, "{name}");
+            assert_eq!(b.checkpoint.weights.copied_bytes(), 0, "{name}");
 
             let raw = std::fs::read(models_dir().unwrap().join("stories260K.bin")).unwrap();
             let mut odd = std::vec![0u8; raw.len() + 1];
             odd[1..].copy_from_slice(&raw);
             let parsed = Checkpoint::parse(&odd[1..]).unwrap();
-            assert!(copied_bytes(&parsed.weights) > 0);
+            assert!(parsed.weights.copied_bytes() > 0);
         }
     }
 

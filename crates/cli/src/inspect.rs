@@ -2,7 +2,6 @@
 
 use crate::files;
 use anyhow::{Context, Result};
-use esp_llm_engine::model::Matrix;
 use esp_llm_engine::state::RunState;
 use esp_llm_engine::Checkpoint;
 use std::path::PathBuf;
@@ -22,24 +21,13 @@ pub fn main(a: Args) -> Result<()> {
     let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;
     let c = ck.config;
     let w = &ck.weights;
-    let (mut f32_bytes, mut q_bytes, mut scale_bytes) = (0usize, 0usize, 0usize);
-    let norms: usize = w
-        .layers
-        .iter()
-        .map(|l| (l.rms_att_weight.len() + l.rms_ffn_weight.len()) * 4)
-        .sum::<usize>()
-        + w.rms_final_weight.len() * 4;
-    f32_bytes += norms;
+    let wb = w.byte_breakdown();
+    let (f32_bytes, q_bytes, scale_bytes) = (wb.f32, wb.int8, wb.scales);
     let mut groups = Vec::new();
     for (_, _, m) in w.matrices() {
-        match m {
-            Matrix::F32 { w, .. } => f32_bytes += w.len() * 4,
-            Matrix::Q8(q) => {
-                q_bytes += q.q.len();
-                scale_bytes += q.s.len() * 4;
-                if !groups.contains(&q.group) {
-                    groups.push(q.group);
-                }
+        if let Some(g) = m.group() {
+            if !groups.contains(&g) {
+                groups.push(g);
             }
         }
     }

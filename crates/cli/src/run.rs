@@ -216,7 +216,8 @@ pub fn main(a: Args) -> Result<()> {
     let seed = resolve_seed(a.seed);
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, seed)?;
     let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
-    let weights_copied: usize = copied_bytes(&t);
+    let weights_copied = t.weights.copied_bytes();
+    let wb = t.weights.byte_breakdown();
     let weights_bytes = t.weights.bytes();
     let state = t.state_size();
     let need = (weights_bytes + state.total()) as u64;
@@ -231,7 +232,7 @@ pub fn main(a: Args) -> Result<()> {
     }
     if a.verbose {
         eprintln!(
-            "model {} ({format}), tokenizer {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied, KV cache {} B, activations {} B",
+            "model {} ({format}), tokenizer {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
             loaded.model_path.display(),
             loaded.tokenizer_name(),
             t.kernels().name(),
@@ -240,6 +241,9 @@ pub fn main(a: Args) -> Result<()> {
             t.prefill_batch(),
             loaded.model.len(),
             weights_copied,
+            wb.f32,
+            wb.int8,
+            wb.scales,
             state.kv_cache,
             state.activations
         );
@@ -317,29 +321,6 @@ pub fn main(a: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Bytes of weights the engine had to copy (misaligned floats in v2 files); the rest is mapped.
-pub fn copied_bytes(t: &Transformer<'_>) -> usize {
-    let w = &t.weights;
-    let mut n = 0;
-    let mut add = |f: &esp_llm_engine::model::Floats<'_>| {
-        if !f.is_borrowed() {
-            n += f.len() * 4;
-        }
-    };
-    for l in &w.layers {
-        add(&l.rms_att_weight);
-        add(&l.rms_ffn_weight);
-    }
-    add(&w.rms_final_weight);
-    for (_, _, m) in w.matrices() {
-        match m {
-            esp_llm_engine::model::Matrix::F32 { w, .. } => add(w),
-            esp_llm_engine::model::Matrix::Q8(q) => add(&q.s),
-        }
-    }
-    n
 }
 
 /// Chat on the terminal.

@@ -288,6 +288,17 @@ pub struct Layer<'a> {
     pub w3: Matrix<'a>,
 }
 
+/// Weight bytes by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WeightBytes {
+    /// f32 values (matrices and norms).
+    pub f32: usize,
+    /// Int8 values (padding included).
+    pub int8: usize,
+    /// Int8 scales.
+    pub scales: usize,
+}
+
 /// All weights of a model, borrowed from the checkpoint bytes where possible.
 #[derive(Debug, Clone)]
 pub struct Weights<'a> {
@@ -325,14 +336,50 @@ impl<'a> Weights<'a> {
         emb.chain(layers).chain(cls)
     }
 
-    /// Bytes of all weights (values, scales and norms).
-    pub fn bytes(&self) -> usize {
+    /// Bytes of f32 values (norms included), int8 values and int8 scales.
+    pub fn byte_breakdown(&self) -> WeightBytes {
         let norms: usize = self
             .layers
             .iter()
             .map(|l| (l.rms_att_weight.len() + l.rms_ffn_weight.len()) * 4)
             .sum::<usize>()
             + self.rms_final_weight.len() * 4;
-        norms + self.matrices().map(|(_, _, m)| m.bytes()).sum::<usize>()
+        let mut b = WeightBytes { f32: norms, int8: 0, scales: 0 };
+        for (_, _, m) in self.matrices() {
+            match m {
+                Matrix::F32 { w, .. } => b.f32 += w.len() * 4,
+                Matrix::Q8(q) => {
+                    b.int8 += q.q.len();
+                    b.scales += q.s.len() * 4;
+                }
+            }
+        }
+        b
+    }
+
+    /// Bytes the parser had to copy (floats that were misaligned in the input, as after int8
+    /// arrays in llama2.c v2 files); everything else is read in place.
+    pub fn copied_bytes(&self) -> usize {
+        let floats = |f: &Floats<'_>| if f.is_borrowed() { 0 } else { f.len() * 4 };
+        let norms: usize = self
+            .layers
+            .iter()
+            .map(|l| floats(&l.rms_att_weight) + floats(&l.rms_ffn_weight))
+            .sum::<usize>()
+            + floats(&self.rms_final_weight);
+        norms
+            + self
+                .matrices()
+                .map(|(_, _, m)| match m {
+                    Matrix::F32 { w, .. } => floats(w),
+                    Matrix::Q8(q) => floats(&q.s),
+                })
+                .sum::<usize>()
+    }
+
+    /// Bytes of all weights (values, scales and norms).
+    pub fn bytes(&self) -> usize {
+        let b = self.byte_breakdown();
+        b.f32 + b.int8 + b.scales
     }
 }
