@@ -85,21 +85,17 @@ pub(crate) mod tests {
     use esp_llm_engine::Checkpoint;
     use std::vec::Vec;
 
-    /// A real bundle of stories260K (packed by the engine), if the models are around.
-    pub(crate) fn bundle_of(name: &str, quant: Quant) -> Option<Vec<u8>> {
-        let dir = crate::plan::tests::models_dir()?;
-        let ckpt = std::fs::read(dir.join(name)).ok()?;
-        let tok = std::fs::read(dir.join("tok512.bin")).ok()?;
+    /// A real bundle of a fixture model, packed by the engine.
+    pub(crate) fn bundle_of(name: &str, quant: Quant) -> Vec<u8> {
+        let ckpt = esp_llm_fixtures::model_bytes(name);
+        let tok = esp_llm_fixtures::model_bytes("tok512.bin");
         let parsed = Checkpoint::parse(&ckpt).unwrap();
-        Some(bundle::pack(&parsed, &tok, quant, &mut |_| {}).unwrap().0)
+        bundle::pack(&parsed, &tok, quant, &mut |_| {}).unwrap().0
     }
 
     #[test]
     fn probe_finds_the_length_of_a_real_bundle() {
-        let Some(b) = bundle_of("stories260K.bin", Quant::Q8(None)) else {
-            eprintln!("skipped: no shared/models");
-            return;
-        };
+        let b = bundle_of("stories260K.bin", Quant::Q8(None));
         let mut partition = b.clone();
         partition.resize(b.len() + 70_000, 0xFF); // the rest of the partition is erased
         let n = probe(&partition[..256], partition.len() as u64).unwrap();

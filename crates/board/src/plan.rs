@@ -33,24 +33,6 @@ pub(crate) mod tests {
     use super::*;
     use esp_llm_engine::checkpoint::bundle::{Bundle, Quant};
     use esp_llm_engine::Checkpoint;
-    use std::path::PathBuf;
-
-    /// `$ESP_LLM_MODELS`, else the nearest ancestor's `shared/models`.
-    pub(crate) fn models_dir() -> Option<PathBuf> {
-        if let Some(d) = std::env::var_os("ESP_LLM_MODELS") {
-            return Some(PathBuf::from(d));
-        }
-        let mut dir = std::env::current_dir().ok()?;
-        loop {
-            let cand = dir.join("shared/models");
-            if cand.is_dir() {
-                return Some(cand);
-            }
-            if !dir.pop() {
-                return None;
-            }
-        }
-    }
 
     #[test]
     fn bundles_are_read_in_place() {
@@ -60,10 +42,7 @@ pub(crate) mod tests {
         for (name, quant) in
             [("stories260K.bin", Quant::F32), ("stories260K_q80.bin", Quant::Q8(None))]
         {
-            let Some(blob) = crate::model::tests::bundle_of(name, quant) else {
-                eprintln!("skipped: no shared/models");
-                return;
-            };
+            let blob = crate::model::tests::bundle_of(name, quant);
             let mut words = std::vec![0u128; blob.len().div_ceil(16)];
             // SAFETY: u128 has no padding and any byte pattern is a valid u8.
             let bytes = unsafe {
@@ -73,7 +52,8 @@ pub(crate) mod tests {
             let b = Bundle::parse(&bytes[..blob.len()]).unwrap();
             assert_eq!(b.checkpoint.weights.copied_bytes(), 0, "{name}");
 
-            let raw = std::fs::read(models_dir().unwrap().join("stories260K.bin")).unwrap();
+            let raw =
+                std::fs::read(esp_llm_fixtures::shared("models").join("stories260K.bin")).unwrap();
             let mut odd = std::vec![0u8; raw.len() + 1];
             odd[1..].copy_from_slice(&raw);
             let parsed = Checkpoint::parse(&odd[1..]).unwrap();
@@ -83,10 +63,7 @@ pub(crate) mod tests {
 
     #[test]
     fn cap_is_the_largest_context_that_fits() {
-        let Some(dir) = models_dir() else {
-            eprintln!("skipped: no shared/models");
-            return;
-        };
+        let dir = esp_llm_fixtures::shared("models");
         for name in ["stories260K.bin", "stories260K_q80.bin"] {
             let bytes = std::fs::read(dir.join(name)).unwrap();
             let ckpt = Checkpoint::parse(&bytes).unwrap();

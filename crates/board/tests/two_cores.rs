@@ -6,7 +6,6 @@ use esp_llm_board::cores::{JobSlot, TwoCores};
 use esp_llm_engine::checkpoint::bundle::{self, Bundle, Quant};
 use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::{kernels, Checkpoint, Event, Generator, Sampler, Tokenizer, Transformer};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts the jobs that reach the workers, to prove the second worker was really used.
@@ -19,22 +18,6 @@ impl<W: Workers> Workers for Counting<'_, W> {
     fn run(&self, job: &(dyn Fn(usize) + Sync)) {
         self.1.fetch_add(1, Ordering::Relaxed);
         self.0.run(job)
-    }
-}
-
-fn models_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("ESP_LLM_MODELS") {
-        return Some(PathBuf::from(d));
-    }
-    let mut dir = std::env::current_dir().ok()?;
-    loop {
-        let cand = dir.join("shared/models");
-        if cand.is_dir() {
-            return Some(cand);
-        }
-        if !dir.pop() {
-            return None;
-        }
     }
 }
 
@@ -73,10 +56,7 @@ fn run(
 
 #[test]
 fn two_cores_match_serial_exactly() {
-    let Some(dir) = models_dir() else {
-        eprintln!("skipped: no shared/models (set ESP_LLM_MODELS)");
-        return;
-    };
+    let dir = esp_llm_fixtures::shared("models");
     let tok = std::fs::read(dir.join("tok512.bin")).unwrap();
     for (name, quant) in [("stories260K.bin", Quant::F32), ("stories260K_q80.bin", Quant::Q8(None))]
     {

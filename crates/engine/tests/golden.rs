@@ -84,19 +84,44 @@ fn encode_cases() {
     assert_eq!(n, 39);
 }
 
-#[test]
-fn fp32_generation_cases() {
-    let model = model_bytes("stories260K.bin");
+/// Runs every golden generation case of `engine` on `model` and checks tokens, stop and text;
+/// returns how many there were.
+fn check_generation_cases(model: &str, engine: &str) -> usize {
+    let model = model_bytes(model);
     let tok = model_bytes("tok512.bin");
     let mut n = 0;
-    for g in goldens().into_iter().filter(|g| g.engine == "run.c") {
+    for g in goldens().into_iter().filter(|g| g.engine == engine) {
         let (tokens, stop, text) = run_case(&model, &tok, &g);
         assert_eq!(tokens, g.tokens, "{}: tokens", g.name);
         assert_eq!(Some(stop.as_str()), g.stop.as_deref(), "{}: stop", g.name);
         assert_eq!(String::from_utf8_lossy(&text), g.text.clone().unwrap(), "{}: text", g.name);
         n += 1;
     }
-    assert_eq!(n, 16, "fp32 golden cases");
+    n
+}
+
+/// Largest absolute difference between our logits and a golden 8x512 logits file, feeding
+/// the file's input tokens (once_upon_a_time, greedy).
+fn max_logit_diff(model: &str, logits_file: &str) -> f32 {
+    let model = model_bytes(model);
+    let gold = std::fs::read(shared("golden").join(logits_file)).unwrap();
+    let gold: Vec<f32> =
+        gold.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+    let inputs = [1u32, 403, 407, 261, 378, 432, 383, 286];
+    let mut worst = 0.0f32;
+    for (p, &tok) in inputs.iter().enumerate() {
+        let logits = t.forward(tok, p).unwrap();
+        for (a, b) in logits.iter().zip(&gold[p * 512..(p + 1) * 512]) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn fp32_generation_cases() {
+    assert_eq!(check_generation_cases("stories260K.bin", "run.c"), 16, "fp32 golden cases");
 }
 
 /// Every fp32 and int8 case, exact, with every kernel at 1, 2 and 3 threads (and batched
@@ -163,41 +188,18 @@ fn prefill_logits_are_bit_identical() {
 
 #[test]
 fn fp32_logits_within_1e4() {
-    let model = model_bytes("stories260K.bin");
-    let gold =
-        std::fs::read(shared("golden").join("once_upon_a_time.fp32.greedy.logits8.bin")).unwrap();
-    let gold: Vec<f32> =
-        gold.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
-    let inputs = [1u32, 403, 407, 261, 378, 432, 383, 286];
-    let mut worst = 0.0f32;
-    for (p, &tok) in inputs.iter().enumerate() {
-        let logits = t.forward(tok, p).unwrap();
-        for (a, b) in logits.iter().zip(&gold[p * 512..(p + 1) * 512]) {
-            worst = worst.max((a - b).abs());
-        }
-    }
+    let worst = max_logit_diff("stories260K.bin", "once_upon_a_time.fp32.greedy.logits8.bin");
     assert!(worst <= 1e-4, "max abs logit difference {worst}");
 }
 
 /// Int8 greedy cases of runq.c. The scalar kernel's operation order (including the fused
 /// multiply-add the reference build used per group) reproduces all of them token for token; the
 /// golden README documents that a no-FMA build parts at positions 24 (tom_ben_box, top-2 margin
-/// 0.0057), 177 and 186. Any kernel with another summation order is held to the near-tie rule in
-/// `tokens_match_up_to_near_tie` instead.
+/// 0.0057), 177 and 186. Every kernel here keeps the scalar order per row (tested against it
+/// bit for bit), so no near-tie exception is needed.
 #[test]
 fn q80_generation_cases() {
-    let model = model_bytes("stories260K_q80.bin");
-    let tok = model_bytes("tok512.bin");
-    let mut n = 0;
-    for g in goldens().into_iter().filter(|g| g.engine == "runq.c") {
-        let (tokens, stop, text) = run_case(&model, &tok, &g);
-        assert_eq!(tokens, g.tokens, "{}: tokens", g.name);
-        assert_eq!(Some(stop.as_str()), g.stop.as_deref(), "{}: stop", g.name);
-        assert_eq!(String::from_utf8_lossy(&text), g.text.clone().unwrap(), "{}: text", g.name);
-        n += 1;
-    }
-    assert_eq!(n, 5, "q80 golden cases");
+    assert_eq!(check_generation_cases("stories260K_q80.bin", "runq.c"), 5, "q80 golden cases");
 }
 
 /// runq.c's first 8 logits. The difference between two valid builds of runq.c (FMA and not) is
@@ -205,20 +207,6 @@ fn q80_generation_cases() {
 /// same operation order only the math library (expf, sinf) differs, so the bound is 1e-4.
 #[test]
 fn q80_logits_within_tolerance() {
-    let model = model_bytes("stories260K_q80.bin");
-    let gold =
-        std::fs::read(shared("golden").join("once_upon_a_time.q80.greedy.logits8.bin")).unwrap();
-    let gold: Vec<f32> =
-        gold.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
-    let inputs = [1u32, 403, 407, 261, 378, 432, 383, 286];
-    let mut worst = 0.0f32;
-    for (p, &tok) in inputs.iter().enumerate() {
-        let logits = t.forward(tok, p).unwrap();
-        for (a, b) in logits.iter().zip(&gold[p * 512..(p + 1) * 512]) {
-            worst = worst.max((a - b).abs());
-        }
-    }
-    eprintln!("q80 max abs logit difference {worst}");
+    let worst = max_logit_diff("stories260K_q80.bin", "once_upon_a_time.q80.greedy.logits8.bin");
     assert!(worst <= 1e-4, "max abs logit difference {worst}");
 }
