@@ -33,13 +33,27 @@ def tiny_tokenizer(vocab=16):
         out += struct.pack("<fi", float(-i), len(p)) + p
     return out
 
+def tiny_v1(v0, dim=8, hidden=16, layers=1, heads=2, kv=1, vocab=16, seq=8):
+    """The same weights in llama2.c's version-1 layout (shared classifier)."""
+    hs = dim // heads
+    kvd = hs * kv
+    sizes = [vocab * dim, layers * dim, layers * dim * dim, layers * kvd * dim, layers * kvd * dim,
+             layers * dim * dim, layers * dim, layers * hidden * dim, layers * dim * hidden,
+             layers * hidden * dim, dim]
+    secs, at = [], 28
+    for n in sizes:
+        secs.append(v0[at:at + 4 * n])
+        at += 4 * n
+    head = struct.pack("<Ii", 0x616B3432, 1) + v0[:28] + b"\x01"
+    return head.ljust(256, b"\0") + b"".join(secs[i] for i in [1, 6, 10, 0, 2, 3, 4, 5, 7, 8, 9])
+
 os.makedirs(corpus, exist_ok=True)
 tmp = os.path.join(corpus, "tmp")
 os.makedirs(tmp, exist_ok=True)
 v0 = tiny_v0()
 v0u = tiny_v0(shared=False)
 tok = tiny_tokenizer()
-for name, data in [("v0", v0), ("v0_unshared", v0u)]:
+for name, data in [("v0", v0), ("v0_unshared", v0u), ("v1", tiny_v1(v0))]:
     p = os.path.join(tmp, name + ".bin")
     open(p, "wb").write(data)
 open(os.path.join(tmp, "tok16.bin"), "wb").write(tok)
@@ -50,7 +64,7 @@ for quant in ["f32", "q8"]:
                     "--quant", quant, "-g", "8", "-o", os.path.join(tmp, "b_%s.ellb" % quant)],
                    check=True, stdout=subprocess.DEVNULL)
 tiny = {n: open(os.path.join(tmp, n), "rb").read()
-        for n in ["v0.bin", "v0_unshared.bin", "v2.bin", "b_f32.ellb", "b_q8.ellb"]}
+        for n in ["v0.bin", "v0_unshared.bin", "v1.bin", "v2.bin", "b_f32.ellb", "b_q8.ellb"]}
 for n, data in tiny.items():
     for target in ["checkpoint", "generate"] + (["bundle"] if n.endswith(".ellb") else []):
         put(target, n, data)
