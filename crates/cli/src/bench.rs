@@ -67,6 +67,7 @@ pub fn main(a: Args) -> Result<()> {
     let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;
     let format = ck.format;
     let c = ck.config;
+    crate::run::check_memory(&ck, None)?;
     let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
     if a.prompt > c.seq_len || a.gen > c.seq_len {
         bail!("--prompt and --gen must be at most the model's context ({})", c.seq_len);

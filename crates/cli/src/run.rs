@@ -6,6 +6,7 @@ use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
+use esp_llm_engine::state::{RunState, StateSize};
 use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -99,6 +100,43 @@ pub fn transformer<'a>(
     let pool = Pool::new(n).context("starting worker threads")?;
     Ok(Transformer::with_options(ck, None, kernels, Box::new(pool))?
         .with_prefill(esp_llm_engine::forward::DEFAULT_PREFILL)?)
+}
+
+/// What a run of `ck` needs (weights, KV cache, activations at the prefill batch), checked
+/// against `--max-memory` and against the memory the system has available, before allocating.
+pub fn check_memory(ck: &Checkpoint<'_>, max: Option<u64>) -> Result<StateSize> {
+    let c = &ck.config;
+    let state = RunState::size_batched(
+        c,
+        &ck.weights,
+        c.seq_len,
+        esp_llm_engine::forward::DEFAULT_PREFILL,
+    )?;
+    let weights = ck.weights.bytes();
+    let need = (weights + state.total()) as u64;
+    let parts = format!(
+        "{weights} of weights, {} of KV cache for {} positions, {} of activations",
+        state.kv_cache, c.seq_len, state.activations
+    );
+    if let Some(max) = max {
+        if need > max {
+            bail!("this run needs {need} bytes ({parts}), more than --max-memory {max}; try an int8 model");
+        }
+    }
+    if let Some(avail) = mem_available() {
+        if need > avail {
+            bail!("this run needs {need} bytes ({parts}), more than the {avail} bytes of memory available");
+        }
+    }
+    Ok(state)
+}
+
+/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 /// Parses `123`, `64K`, `8M`, `1G` (binary multiples).
@@ -215,21 +253,11 @@ pub fn main(a: Args) -> Result<()> {
         .with_context(|| loaded.tokenizer_name())?;
     let seed = resolve_seed(a.seed);
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, seed)?;
+    // Memory is counted before anything big is allocated.
+    let weights_copied = ck.weights.copied_bytes();
+    let wb = ck.weights.byte_breakdown();
+    let state = check_memory(&ck, a.max_memory)?;
     let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
-    let weights_copied = t.weights.copied_bytes();
-    let wb = t.weights.byte_breakdown();
-    let weights_bytes = t.weights.bytes();
-    let state = t.state_size();
-    let need = (weights_bytes + state.total()) as u64;
-    if let Some(max) = a.max_memory {
-        if need > max {
-            bail!(
-                "this run needs {need} bytes ({weights_bytes} of weights, {} of KV cache, {} of activations), more than --max-memory {max}; a shorter context is not available on the host, try an int8 model",
-                state.kv_cache,
-                state.activations
-            );
-        }
-    }
     if a.verbose {
         eprintln!(
             "model {} ({format}), tokenizer {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",

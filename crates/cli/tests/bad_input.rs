@@ -192,3 +192,32 @@ fn every_command_rejects_bad_files() {
         }
     }
 }
+
+/// A valid v1 file whose context (16M positions, 64 layers) needs ~550 GB of KV cache: refused
+/// with the numbers before anything is allocated, not killed by the OOM killer.
+#[test]
+fn absurd_context_is_refused_before_allocating() {
+    let (dim, hidden, layers, heads, kv, vocab, seq) = (64i32, 16, 64, 2, 2, 16, 1 << 24);
+    let mut f = 0x616b3432u32.to_le_bytes().to_vec();
+    for v in [1, dim, hidden, layers, heads, kv, vocab, seq] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.push(1);
+    f.resize(256, 0);
+    let (d, h, l, v) = (dim as usize, hidden as usize, layers as usize, vocab as usize);
+    let n = 2 * l * d + d + v * d + l * (4 * d * d + 3 * h * d);
+    f.resize(256 + 4 * n, 0);
+    let mut tok = 8i32.to_le_bytes().to_vec();
+    for i in 0..16 {
+        let p = format!("p{i}");
+        tok.extend_from_slice(&(-(i as f32)).to_le_bytes());
+        tok.extend_from_slice(&(p.len() as i32).to_le_bytes());
+        tok.extend_from_slice(p.as_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "huge_ctx.bin", &f);
+    let t = write(dir.path(), "tok16.bin", &tok);
+    let e = fails(&["run", &m, "-z", &t, "-n", "4"]);
+    assert!(e.contains("of KV cache for 16777216 positions"), "{e}");
+    assert!(e.contains("bytes of memory available"), "{e}");
+}
