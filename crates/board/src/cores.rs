@@ -176,6 +176,15 @@ impl Workers for TwoCores<'_> {
         2
     }
 
+    /// Splits jobs from 4K multiply-adds per core. A round trip through the job slot is a few
+    /// hundred cycles of atomics, while 4K int8 multiply-adds take ~12K cycles with the portable
+    /// kernels (docs/plan.md), so the second core also takes stories260K's fused qkv, w1/w3 and
+    /// w2 jobs, not only the classifier (the engine's 16K default would leave it idle for those).
+    /// An estimate from cycle counts, not a board measurement: tune it on an S3/P4.
+    fn min_work_per_worker(&self) -> usize {
+        4 * 1024
+    }
+
     fn run(&self, job: &(dyn Fn(usize) + Sync)) {
         if self.slot.busy.swap(true, Ordering::Acquire) {
             // Another thread is using the second core (only possible on a host): both shares
@@ -203,6 +212,10 @@ impl Workers for TwoCores<'_> {
 impl Workers for &TwoCores<'_> {
     fn count(&self) -> usize {
         (**self).count()
+    }
+
+    fn min_work_per_worker(&self) -> usize {
+        (**self).min_work_per_worker()
     }
 
     fn run(&self, job: &(dyn Fn(usize) + Sync)) {
