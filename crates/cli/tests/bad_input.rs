@@ -49,24 +49,7 @@ fn truncated_at_every_section_boundary() {
     let model = model_bytes("stories260K.bin");
     let dir = tempfile::tempdir().unwrap();
     let tok = shared("models").join("tok512.bin");
-    // v0 section ends for stories260K: header, embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1,
-    // w2, w3, rms_final, freq_cis_real, freq_cis_imag.
-    let (d, h, l, v, kv, s) = (64usize, 172, 5, 512, 32, 512);
-    let sizes = [
-        v * d,
-        l * d,
-        l * d * d,
-        l * kv * d,
-        l * kv * d,
-        l * d * d,
-        l * d,
-        l * h * d,
-        l * d * h,
-        l * h * d,
-        d,
-        s * 4,
-        s * 4,
-    ];
+    let sizes = stories260k_v0_sections();
     let mut cuts = vec![4usize, 27, 28];
     let mut end = 28;
     for sz in sizes {

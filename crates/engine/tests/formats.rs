@@ -6,22 +6,7 @@ use esp_llm_fixtures::*;
 
 /// Byte ranges of the v0 sections of stories260K, in file order.
 fn v0_sections(v0: &[u8]) -> Vec<&[u8]> {
-    let (d, h, l, v, kv, s, hs) = (64usize, 172, 5, 512, 32, 512, 8);
-    let sizes = [
-        v * d,
-        l * d,
-        l * d * d,
-        l * kv * d,
-        l * kv * d,
-        l * d * d,
-        l * d,
-        l * h * d,
-        l * d * h,
-        l * h * d,
-        d,
-        s * hs / 2,
-        s * hs / 2,
-    ];
+    let sizes = stories260k_v0_sections();
     let mut at = 28;
     sizes
         .iter()
