@@ -160,23 +160,31 @@ pub struct Loaded {
     pub model_path: PathBuf,
     pub model: Blob,
     /// A separate tokenizer file; `None` when the model is a bundle that carries its own.
-    pub tokenizer: Option<(PathBuf, Blob)>,
+    pub tokenizer: TokenizerSource,
+}
+
+/// Where a run's tokenizer bytes are.
+pub enum TokenizerSource {
+    /// A separate file.
+    File(PathBuf, Blob),
+    /// Inside the bundle, at this byte range of the model file (checked when loaded).
+    Bundled(std::ops::Range<usize>),
 }
 
 impl Loaded {
     /// The tokenizer bytes (from the file, or from inside the bundle).
     pub fn tokenizer_bytes(&self) -> &[u8] {
         match &self.tokenizer {
-            Some((_, b)) => b,
-            None => bundle::Bundle::parse(&self.model).map(|b| b.tokenizer).unwrap_or(&[]),
+            TokenizerSource::File(_, b) => b,
+            TokenizerSource::Bundled(range) => &self.model[range.clone()],
         }
     }
 
     /// Where the tokenizer came from, for messages.
     pub fn tokenizer_name(&self) -> String {
         match &self.tokenizer {
-            Some((p, _)) => p.display().to_string(),
-            None => format!("{} (bundled)", self.model_path.display()),
+            TokenizerSource::File(p, _) => p.display().to_string(),
+            TokenizerSource::Bundled(_) => format!("{} (bundled)", self.model_path.display()),
         }
     }
 }
@@ -191,7 +199,15 @@ pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Loaded> {
         bundle::verify(&blob)
             .with_context(|| format!("{}: re-pack or re-copy the file", model_path.display()))?;
         if tokenizer.is_none() {
-            return Ok(Loaded { model_path, model: blob, tokenizer: None });
+            // The parse above checked the header's tokenizer range against the file.
+            let h = bundle::read_header(&blob)?;
+            let start = h.tokenizer_offset as usize;
+            let range = start..start + h.tokenizer_len as usize;
+            return Ok(Loaded {
+                model_path,
+                model: blob,
+                tokenizer: TokenizerSource::Bundled(range),
+            });
         }
     }
     let tokenizer_path = match tokenizer {
@@ -205,7 +221,7 @@ pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Loaded> {
             e
         }
     })?;
-    Ok(Loaded { model_path, model: blob, tokenizer: Some((tokenizer_path, tok)) })
+    Ok(Loaded { model_path, model: blob, tokenizer: TokenizerSource::File(tokenizer_path, tok) })
 }
 
 /// Seed 0 means "from the clock", as in run.c; negative seeds wrap like C's conversion.

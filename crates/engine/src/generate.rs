@@ -136,15 +136,7 @@ impl<'t> Iterator for Generator<'_, '_, 't> {
             self.prefilled = n;
         }
         if pos < self.prefilled {
-            let next = self.prompt[pos + 1];
-            self.pos += 1;
-            if next == BOS {
-                self.done = true;
-                return Some(Ok(Event::Done(Stop::Bos)));
-            }
-            let text = self.tokenizer.decode(self.token, next);
-            self.token = next;
-            return Some(Ok(Event::Token { pos, token: next, forced: true, text }));
+            return Some(Ok(self.advance(pos, self.prompt[pos + 1], true)));
         }
         let logits = match self.transformer.forward(self.token, pos) {
             Ok(l) => l,
@@ -155,13 +147,21 @@ impl<'t> Iterator for Generator<'_, '_, 't> {
         };
         let forced = pos + 1 < self.prompt.len();
         let next = if forced { self.prompt[pos + 1] } else { self.sampler.sample(logits) };
+        Some(Ok(self.advance(pos, next, forced)))
+    }
+}
+
+impl<'t> Generator<'_, '_, 't> {
+    /// Moves past position `pos` with `next` chosen: BOS ends the story, anything else is
+    /// decoded after the current token and becomes the next input.
+    fn advance(&mut self, pos: usize, next: u32, forced: bool) -> Event<'t> {
         self.pos += 1;
         if next == BOS {
             self.done = true;
-            return Some(Ok(Event::Done(Stop::Bos)));
+            return Event::Done(Stop::Bos);
         }
         let text = self.tokenizer.decode(self.token, next);
         self.token = next;
-        Some(Ok(Event::Token { pos, token: next, forced, text }))
+        Event::Token { pos, token: next, forced, text }
     }
 }
