@@ -14,7 +14,7 @@
 //! (355-360 instructions per call): `fmadd.s` where the F extension exists (int8 token on
 //! rv32imafc 24.4 M -> 1.85 M instructions), else the exact integer [`fmaf_soft`].
 
-use super::{Kernels, Scalar};
+use super::{scalar, Kernels, Rescale, Scalar};
 
 /// Four rows per pass, columns unrolled by four; bit-identical to [`Scalar`].
 #[derive(Debug, Default, Clone, Copy)]
@@ -89,6 +89,25 @@ impl Kernels for Unrolled {
             32 => q8_rows::<32>(out, wq, ws, xq, xs),
             64 => q8_rows::<64>(out, wq, ws, xq, xs),
             _ => Scalar.matmul_q8(out, wq, ws, xq, xs, group),
+        }
+    }
+
+    fn matmul_q8_fixed(
+        &self,
+        out: &mut [i32],
+        wq: &[i8],
+        ws: &[i16],
+        xq: &[i8],
+        group: usize,
+        scale: Rescale,
+    ) {
+        match group {
+            4 => q8_fixed_rows::<4>(out, wq, ws, xq, scale),
+            8 => q8_fixed_rows::<8>(out, wq, ws, xq, scale),
+            16 => q8_fixed_rows::<16>(out, wq, ws, xq, scale),
+            32 => q8_fixed_rows::<32>(out, wq, ws, xq, scale),
+            64 => q8_fixed_rows::<64>(out, wq, ws, xq, scale),
+            _ => scalar::matmul_q8_fixed(out, wq, ws, xq, group, scale),
         }
     }
 }
@@ -302,6 +321,59 @@ fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs
     let wq_rest = wq.get(done * stride..).unwrap_or(&[]);
     let ws_rest = ws.get(done * groups..).unwrap_or(&[]);
     Scalar.matmul_q8(rest, wq_rest, ws_rest, xq, xs, G);
+}
+
+/// [`Kernels::matmul_q8_fixed`] with a compile-time group size, four rows per pass (integer
+/// sums: the same result as the scalar loop in any order).
+fn q8_fixed_rows<const G: usize>(
+    out: &mut [i32],
+    wq: &[i8],
+    ws: &[i16],
+    xq: &[i8],
+    scale: Rescale,
+) {
+    let stride = xq.len();
+    let groups = stride / G;
+    if groups * G != stride || groups == 0 {
+        return scalar::matmul_q8_fixed(out, wq, ws, xq, G, scale);
+    }
+    let mut outs = out.chunks_exact_mut(ROWS);
+    let mut done = 0;
+    for (o, (wr, sr)) in
+        (&mut outs).zip(wq.chunks_exact(ROWS * stride).zip(ws.chunks_exact(ROWS * groups)))
+    {
+        let (w0, wr) = wr.split_at(stride);
+        let (w1, wr) = wr.split_at(stride);
+        let (w2, w3) = wr.split_at(stride);
+        let (s0, sr) = sr.split_at(groups);
+        let (s1, sr) = sr.split_at(groups);
+        let (s2, s3) = sr.split_at(groups);
+        let mut acc = [0i64; ROWS];
+        let it = xq
+            .chunks_exact(G)
+            .zip(w0.chunks_exact(G).zip(w1.chunks_exact(G)))
+            .zip(w2.chunks_exact(G).zip(w3.chunks_exact(G)))
+            .zip(s0.iter().zip(s1).zip(s2.iter().zip(s3)));
+        for (((xg, (g0, g1)), (g2, g3)), ((&a0, &a1), (&a2, &a3))) in it {
+            let iv = if G == 4 {
+                [idot::<G>(g0, xg), idot::<G>(g1, xg), idot::<G>(g2, xg), idot::<G>(g3, xg)]
+            } else {
+                idot4(xg, [g0, g1, g2, g3])
+            };
+            acc[0] = acc[0].wrapping_add(iv[0] as i64 * a0 as i64);
+            acc[1] = acc[1].wrapping_add(iv[1] as i64 * a1 as i64);
+            acc[2] = acc[2].wrapping_add(iv[2] as i64 * a2 as i64);
+            acc[3] = acc[3].wrapping_add(iv[3] as i64 * a3 as i64);
+        }
+        for (o, a) in o.iter_mut().zip(acc) {
+            *o = scale.apply(a);
+        }
+        done += ROWS;
+    }
+    let rest = outs.into_remainder();
+    let wq_rest = wq.get(done * stride..).unwrap_or(&[]);
+    let ws_rest = ws.get(done * groups..).unwrap_or(&[]);
+    scalar::matmul_q8_fixed(rest, wq_rest, ws_rest, xq, G, scale);
 }
 
 #[cfg(test)]
