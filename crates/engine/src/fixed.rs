@@ -39,6 +39,8 @@ use alloc::vec::Vec;
 pub const FRAC: u32 = 16;
 /// 1.0 in Q16.
 pub const ONE: i32 = 1 << FRAC;
+/// Bits dropped from Q16 to store keys and values in the KV cache as Q8 `i16`.
+const KV_SHIFT: u32 = 8;
 /// Fraction bits of the RoPE cosines and sines.
 const ROPE_FRAC: u32 = 30;
 
@@ -78,14 +80,20 @@ impl Rescale {
         }
     }
 
-    /// `round(s * m / 2^shift)`, saturated to `i32` (`s` is clamped to +-2^47 first so that
-    /// the product fits in `i64`).
+    /// `round(s * m / 2^shift)` (half up), saturated to `i32`. The product wraps for
+    /// `|s| >= 2^48`, which int8 rows cannot reach (a group sum is below 2^21 for groups up to
+    /// 64, times an `i16` scale, times at most 2^11 groups).
     #[inline]
     pub fn apply(self, s: i64) -> i32 {
-        const LIM: i64 = 1 << 47;
-        let p = s.clamp(-LIM, LIM) * self.m as i64;
+        let p = s.wrapping_mul(self.m as i64);
         let r = if self.shift == 0 { p } else { (p + (1i64 << (self.shift - 1))) >> self.shift };
-        r.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+        if r as i32 as i64 == r {
+            r as i32
+        } else if r < 0 {
+            i32::MIN
+        } else {
+            i32::MAX
+        }
     }
 }
 
@@ -390,6 +398,77 @@ fn ints(v: &mut [f32]) -> &mut [i32] {
     bytemuck::cast_slice_mut(v)
 }
 
+/// Views an f32 run-state buffer as twice as many `i16` (the KV cache: Q8 values use the
+/// first half).
+fn halves(v: &mut [f32]) -> &mut [i16] {
+    bytemuck::cast_slice_mut(v)
+}
+
+/// A Q16 value as a Q8 `i16` for the KV cache (rounded, saturated to +-128).
+#[inline]
+fn to_kv(v: i32) -> i16 {
+    ((v >> KV_SHIFT) + ((v >> (KV_SHIFT - 1)) & 1)).clamp(i16::MIN as i32, i16::MAX as i32) as i16
+}
+
+/// One head's attention over positions `0..att.len()` with a compile-time head size (the
+/// query and the output stay in registers): scores `q·k` (Q8 x Q8 = Q16, `i32`), softmax to
+/// Q15 weights, `out = sum_t w_t * v_t` (Q23 in `i32`: weights summing to <= 2^15 times Q8
+/// values below 2^15 stay below 2^30), left in Q23 for the caller to bring to Q16.
+#[inline(always)]
+fn attend<const HS: usize>(
+    q: &[i32],
+    k: &[i16],
+    v: &[i16],
+    kv_dim: usize,
+    att: &mut [i32],
+    out: &mut [i32],
+) {
+    if q.len() != HS || out.len() != HS {
+        return attend_any(q, k, v, kv_dim, att, out);
+    }
+    let mut qa = [0i32; HS];
+    qa.copy_from_slice(q);
+    let q = qa;
+    for (a, kt) in att.iter_mut().zip(k.chunks(kv_dim)) {
+        let Ok(kt) = <&[i16; HS]>::try_from(&kt[..HS.min(kt.len())]) else { break };
+        let mut s = 0i32;
+        for i in 0..HS {
+            s = s.wrapping_add(q[i].wrapping_mul(kt[i] as i32));
+        }
+        *a = s;
+    }
+    softmax_q15(att);
+    let mut acc = [0i32; HS];
+    for (&a, vt) in att.iter().zip(v.chunks(kv_dim)) {
+        let Ok(vt) = <&[i16; HS]>::try_from(&vt[..HS.min(vt.len())]) else { break };
+        for i in 0..HS {
+            acc[i] = acc[i].wrapping_add(a.wrapping_mul(vt[i] as i32));
+        }
+    }
+    out.copy_from_slice(&acc);
+}
+
+/// [`attend`] for any head size.
+fn attend_any(q: &[i32], k: &[i16], v: &[i16], kv_dim: usize, att: &mut [i32], out: &mut [i32]) {
+    let hs = q.len();
+    for (t, a) in att.iter_mut().enumerate() {
+        let kt = &k[t * kv_dim..][..hs];
+        let mut s = 0i32;
+        for (&qi, &ki) in q.iter().zip(kt) {
+            s = s.wrapping_add(qi.wrapping_mul(ki as i32));
+        }
+        *a = s;
+    }
+    softmax_q15(att);
+    out.fill(0);
+    for (t, &a) in att.iter().enumerate() {
+        let vt = &v[t * kv_dim..][..hs];
+        for (o, &vi) in out.iter_mut().zip(vt) {
+            *o = o.wrapping_add(a.wrapping_mul(vi as i32));
+        }
+    }
+}
+
 /// One position through the model in fixed point; writes the logits (f32) when `logits`.
 pub(crate) fn step(
     fw: &FixedWeights,
@@ -432,7 +511,8 @@ pub(crate) fn step(
     } = state;
     let (x, xb, xb2) = (&mut ints(x)[..dim], &mut ints(xb)[..dim], &mut ints(xb2)[..dim]);
     let (hb, hb2, q) = (&mut ints(hb)[..hidden_dim], &mut ints(hb2)[..hidden_dim], ints(q));
-    let (att, key_cache, value_cache) = (ints(att), ints(key_cache), ints(value_cache));
+    let att = ints(att);
+    let (key_cache, value_cache) = (halves(key_cache), halves(value_cache));
     let cos: &[i32] = bytemuck::cast_slice(&state.rope_cos[..half]);
     let sin: &[i32] = bytemuck::cast_slice(&state.rope_sin[..half]);
 
@@ -442,50 +522,42 @@ pub(crate) fn step(
         let step = quantize_q16(xq, xb) * inv;
         let kv_at = (l * seq_len + pos) * kv_dim;
         matmul(kernels, &mut q[..dim], &layer.wq, &fl.wq, xq, step);
-        matmul(kernels, &mut key_cache[kv_at..kv_at + kv_dim], &layer.wk, &fl.wk, xq, step);
-        matmul(kernels, &mut value_cache[kv_at..kv_at + kv_dim], &layer.wv, &fl.wv, xq, step);
+        // k and v through xb and xb2 (free once xq holds the input), then into the caches.
+        let (kt, vt) = (&mut xb[..kv_dim], &mut xb2[..kv_dim]);
+        matmul(kernels, kt, &layer.wk, &fl.wk, xq, step);
+        matmul(kernels, vt, &layer.wv, &fl.wv, xq, step);
         rope(&mut q[..dim], cos, sin, hs);
-        rope(&mut key_cache[kv_at..kv_at + kv_dim], cos, sin, hs);
+        rope(kt, cos, sin, hs);
+        for (d, &v) in key_cache[kv_at..kv_at + kv_dim].iter_mut().zip(kt.iter()) {
+            *d = to_kv(v);
+        }
+        for (d, &v) in value_cache[kv_at..kv_at + kv_dim].iter_mut().zip(vt.iter()) {
+            *d = to_kv(v);
+        }
 
         let kv_base = l * seq_len * kv_dim;
         for h in 0..c.n_heads {
-            // q scaled by 1/sqrt(head_size) once, so scores come out of the dot product.
-            let qs = &mut xb2[h * hs..(h + 1) * hs];
-            for (s, &v) in qs.iter_mut().zip(&q[h * hs..(h + 1) * hs]) {
-                *s = sat(mul_q(v, fw.inv_sqrt_hs, FRAC));
+            // q in Q8, scaled by 1/sqrt(head_size) once: q·k (Q8 x Q8) is the score in Q16,
+            // summed in i32.
+            let qh = &mut q[h * hs..(h + 1) * hs];
+            for v in qh.iter_mut() {
+                *v = sat(mul_q(*v, fw.inv_sqrt_hs, FRAC + KV_SHIFT));
             }
-            let qs = &xb2[h * hs..(h + 1) * hs];
             let kv_off = kv_base + (h / kv_mul) * hs;
             let att = &mut att[..pos + 1];
-            for (t, a) in att.iter_mut().enumerate() {
-                let kt = &key_cache[kv_off + t * kv_dim..][..hs];
-                let mut s = 0i64;
-                for (&qi, &ki) in qs.iter().zip(kt) {
-                    s += qi as i64 * ki as i64;
-                }
-                *a = sat((s + (1 << (FRAC - 1))) >> FRAC);
-            }
-            softmax_q15(att);
             let out = &mut xb[h * hs..(h + 1) * hs];
-            let mut acc = [0i64; 16];
-            if hs <= 16 {
-                for (t, &a) in att.iter().enumerate() {
-                    let vt = &value_cache[kv_off + t * kv_dim..][..hs];
-                    for (o, &v) in acc.iter_mut().zip(vt) {
-                        *o += a as i64 * v as i64;
-                    }
-                }
-                for (o, a) in out.iter_mut().zip(&acc) {
-                    *o = sat((a + (1 << 14)) >> 15);
-                }
-            } else {
-                for (i, o) in out.iter_mut().enumerate() {
-                    let mut s = 0i64;
-                    for (t, &a) in att.iter().enumerate() {
-                        s += a as i64 * value_cache[kv_off + t * kv_dim + i] as i64;
-                    }
-                    *o = sat((s + (1 << 14)) >> 15);
-                }
+            let (qh, k, v) =
+                (&q[h * hs..(h + 1) * hs], &key_cache[kv_off..], &value_cache[kv_off..]);
+            match hs {
+                8 => attend::<8>(qh, k, v, kv_dim, att, out),
+                16 => attend::<16>(qh, k, v, kv_dim, att, out),
+                32 => attend::<32>(qh, k, v, kv_dim, att, out),
+                48 => attend::<48>(qh, k, v, kv_dim, att, out),
+                64 => attend::<64>(qh, k, v, kv_dim, att, out),
+                _ => attend_any(qh, k, v, kv_dim, att, out),
+            }
+            for o in out.iter_mut() {
+                *o = (*o >> (15 - KV_SHIFT)) + ((*o >> (14 - KV_SHIFT)) & 1);
             }
         }
         let step = quantize_q16(xq, xb);

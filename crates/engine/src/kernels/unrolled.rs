@@ -101,14 +101,7 @@ impl Kernels for Unrolled {
         group: usize,
         scale: Rescale,
     ) {
-        match group {
-            4 => q8_fixed_rows::<4>(out, wq, ws, xq, scale),
-            8 => q8_fixed_rows::<8>(out, wq, ws, xq, scale),
-            16 => q8_fixed_rows::<16>(out, wq, ws, xq, scale),
-            32 => q8_fixed_rows::<32>(out, wq, ws, xq, scale),
-            64 => q8_fixed_rows::<64>(out, wq, ws, xq, scale),
-            _ => scalar::matmul_q8_fixed(out, wq, ws, xq, group, scale),
-        }
+        q8_fixed_rows(out, wq, ws, xq, group, scale)
     }
 }
 
@@ -323,20 +316,36 @@ fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs
     Scalar.matmul_q8(rest, wq_rest, ws_rest, xq, xs, G);
 }
 
-/// [`Kernels::matmul_q8_fixed`] with a compile-time group size, four rows per pass (integer
-/// sums: the same result as the scalar loop in any order).
-fn q8_fixed_rows<const G: usize>(
-    out: &mut [i32],
-    wq: &[i8],
-    ws: &[i16],
-    xq: &[i8],
-    scale: Rescale,
-) {
-    let stride = xq.len();
-    let groups = stride / G;
-    if groups * G != stride || groups == 0 {
-        return scalar::matmul_q8_fixed(out, wq, ws, xq, G, scale);
+/// The weighted group sums of four rows, `sum_g idot(x_g, w_r,g) * s_r[g]` (wrapping), for a
+/// run-time group size. Not inlined and not specialized on the group size, so that the column
+/// loop stays a loop: with 4 accumulators, 4 inputs and 4 row pointers it fits the 31
+/// registers of RV32, where a fully unrolled group spilled (bench/rv32).
+#[inline(never)]
+fn fixed_quad(x: &[i8], w: [&[i8]; ROWS], s: [&[i16]; ROWS], group: usize) -> [i64; ROWS] {
+    let mut acc = [0i64; ROWS];
+    let it = x
+        .chunks_exact(group)
+        .zip(w[0].chunks_exact(group).zip(w[1].chunks_exact(group)))
+        .zip(w[2].chunks_exact(group).zip(w[3].chunks_exact(group)))
+        .zip(s[0].iter().zip(s[1]).zip(s[2].iter().zip(s[3])));
+    for (((xg, (g0, g1)), (g2, g3)), ((&a0, &a1), (&a2, &a3))) in it {
+        let iv = idot4(xg, [g0, g1, g2, g3]);
+        acc[0] = acc[0].wrapping_add(iv[0] as i64 * a0 as i64);
+        acc[1] = acc[1].wrapping_add(iv[1] as i64 * a1 as i64);
+        acc[2] = acc[2].wrapping_add(iv[2] as i64 * a2 as i64);
+        acc[3] = acc[3].wrapping_add(iv[3] as i64 * a3 as i64);
     }
+    acc
+}
+
+/// [`Kernels::matmul_q8_fixed`], four rows per pass (integer sums: the same result as the
+/// scalar loop in any order). Groups must be a multiple of 4 (else the scalar loop runs).
+fn q8_fixed_rows(out: &mut [i32], wq: &[i8], ws: &[i16], xq: &[i8], group: usize, scale: Rescale) {
+    let stride = xq.len();
+    if group == 0 || !group.is_multiple_of(4) || stride == 0 || !stride.is_multiple_of(group) {
+        return scalar::matmul_q8_fixed(out, wq, ws, xq, group, scale);
+    }
+    let groups = stride / group;
     let mut outs = out.chunks_exact_mut(ROWS);
     let mut done = 0;
     for (o, (wr, sr)) in
@@ -348,23 +357,7 @@ fn q8_fixed_rows<const G: usize>(
         let (s0, sr) = sr.split_at(groups);
         let (s1, sr) = sr.split_at(groups);
         let (s2, s3) = sr.split_at(groups);
-        let mut acc = [0i64; ROWS];
-        let it = xq
-            .chunks_exact(G)
-            .zip(w0.chunks_exact(G).zip(w1.chunks_exact(G)))
-            .zip(w2.chunks_exact(G).zip(w3.chunks_exact(G)))
-            .zip(s0.iter().zip(s1).zip(s2.iter().zip(s3)));
-        for (((xg, (g0, g1)), (g2, g3)), ((&a0, &a1), (&a2, &a3))) in it {
-            let iv = if G == 4 {
-                [idot::<G>(g0, xg), idot::<G>(g1, xg), idot::<G>(g2, xg), idot::<G>(g3, xg)]
-            } else {
-                idot4(xg, [g0, g1, g2, g3])
-            };
-            acc[0] = acc[0].wrapping_add(iv[0] as i64 * a0 as i64);
-            acc[1] = acc[1].wrapping_add(iv[1] as i64 * a1 as i64);
-            acc[2] = acc[2].wrapping_add(iv[2] as i64 * a2 as i64);
-            acc[3] = acc[3].wrapping_add(iv[3] as i64 * a3 as i64);
-        }
+        let acc = fixed_quad(xq, [w0, w1, w2, w3], [s0, s1, s2, s3], group);
         for (o, a) in o.iter_mut().zip(acc) {
             *o = scale.apply(a);
         }
@@ -373,7 +366,7 @@ fn q8_fixed_rows<const G: usize>(
     let rest = outs.into_remainder();
     let wq_rest = wq.get(done * stride..).unwrap_or(&[]);
     let ws_rest = ws.get(done * groups..).unwrap_or(&[]);
-    scalar::matmul_q8_fixed(rest, wq_rest, ws_rest, xq, G, scale);
+    scalar::matmul_q8_fixed(rest, wq_rest, ws_rest, xq, group, scale);
 }
 
 #[cfg(test)]
