@@ -591,3 +591,95 @@ pub(crate) fn step(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn exp_is_within_one_unit() {
+        let mut worst = 0i64;
+        for d in (-(13 << FRAC)..=0).step_by(7) {
+            let want = (f64::from(d) / 65536.0).exp() * 65536.0;
+            let err = (exp_q16(d) as i64 - want.round() as i64).abs();
+            worst = worst.max(err);
+        }
+        assert!(worst <= 1, "worst error {worst} units of 2^-16");
+        assert_eq!(exp_q16(0), 1 << 16);
+        assert_eq!(exp_q16(5), 1 << 16);
+        assert_eq!(exp_q16(i32::MIN), 0);
+    }
+
+    #[test]
+    fn silu_is_close() {
+        for h in (-(20 << FRAC)..(20 << FRAC)).step_by(101) {
+            let x = f64::from(h) / 65536.0;
+            let want = x / (1.0 + (-x).exp()) * 65536.0;
+            let err = (silu_q16(h) as f64 - want).abs();
+            // The sigmoid has 16 fraction bits: up to two units of it, times |x|, plus rounding.
+            assert!(err <= 2.0 + 2.0 * x.abs() + want.abs() * 2e-5, "silu({x}) off by {err}");
+        }
+        assert!(silu_q16(i32::MAX) > i32::MAX - (1 << 16));
+        assert!(silu_q16(i32::MIN) <= 0);
+    }
+
+    proptest! {
+        #[test]
+        fn rescale_is_within_its_precision(f in 1e-9f32..30000.0, s in -(1i64 << 40)..(1i64 << 40)) {
+            let r = Rescale::from_f32(f);
+            let want = s as f64 * f as f64;
+            let got = r.apply(s) as f64;
+            let clamped = want.clamp(i32::MIN as f64, i32::MAX as f64);
+            // 15 significant bits of the multiplier, and rounding.
+            prop_assert!((got - clamped).abs() <= clamped.abs() * 6.2e-5 + 1.0,
+                "{s} * {f}: {got} vs {want}");
+        }
+
+        #[test]
+        fn quantize_reconstructs_within_half_a_step(x in proptest::collection::vec(any::<i32>(), 1..80)) {
+            let mut q = vec![0i8; 96];
+            let step = quantize_q16(&mut q, &x);
+            for (i, &v) in x.iter().enumerate() {
+                let back = q[i] as f64 * step as f64;
+                prop_assert!((back - v as f64).abs() <= step as f64 * 0.5 + step as f64 * 1e-3 + 1.0,
+                    "{v} -> {} * {step}", q[i]);
+            }
+            prop_assert!(q[x.len()..].iter().all(|&v| v == 0));
+        }
+
+        #[test]
+        fn softmax_matches_f64(s in proptest::collection::vec(-(20i32 << 16)..(20i32 << 16), 1..300)) {
+            let mut att = s.clone();
+            softmax_q15(&mut att);
+            let max = s.iter().copied().max().unwrap() as f64 / 65536.0;
+            let e: Vec<f64> = s.iter().map(|&v| (v as f64 / 65536.0 - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            let total: i64 = att.iter().map(|&a| a as i64).sum();
+            prop_assert!(total <= 1 << 15 && total >= (1 << 15) - att.len() as i64 - 2);
+            for (a, e) in att.iter().zip(&e) {
+                prop_assert!((*a as f64 - e / sum * 32768.0).abs() <= 2.0);
+            }
+        }
+    }
+
+    #[test]
+    fn rescale_edges() {
+        assert_eq!(Rescale::from_f32(0.0), Rescale::ZERO);
+        assert_eq!(Rescale::from_f32(-1.0), Rescale::ZERO);
+        assert_eq!(Rescale::from_f32(f32::NAN), Rescale::ZERO);
+        assert_eq!(Rescale::from_f32(f32::INFINITY), Rescale::MAX);
+        assert_eq!(Rescale::from_f32(1e30), Rescale::MAX);
+        assert_eq!(Rescale::from_f32(1.0).apply(12345), 12345);
+        assert_eq!(Rescale::from_f32(0.5).apply(-3), -1); // -1.5 rounds half up
+        assert_eq!(Rescale::MAX.apply(1 << 40), i32::MAX);
+        assert_eq!(Rescale::MAX.apply(-(1 << 40)), i32::MIN);
+    }
+
+    #[test]
+    fn q16_to_f32_is_exact_for_small_values() {
+        for v in [-65536 * 3, -1, 0, 1, 65536, 123_456_789, i32::MIN, i32::MAX] {
+            assert_eq!(q16_to_f32(v), v as f32 / 65536.0, "{v}");
+        }
+    }
+}

@@ -504,4 +504,28 @@ mod tests {
             prop_assert_eq!(a, b);
         }
     }
+
+    proptest! {
+        #[test]
+        fn q8_fixed_matches_scalar(
+            rows in 1usize..11,
+            group in prop::sample::select(vec![1usize, 3, 4, 8, 12, 16, 32, 64]),
+            groups in 1usize..4,
+            seed in any::<u64>(),
+            m in 0i32..(1 << 15),
+            shift in 0u32..40,
+        ) {
+            let stride = group * groups;
+            let wq = bytes(rows * stride, seed);
+            let xq = bytes(stride, seed ^ 1);
+            let ws: Vec<i16> =
+                bytes(rows * groups * 2, seed ^ 2).chunks(2).map(|c| i16::from_le_bytes([c[0] as u8, c[1] as u8])).collect();
+            let scale = Rescale { m, shift };
+            let mut a = vec![0i32; rows];
+            let mut b = vec![1i32; rows];
+            scalar::matmul_q8_fixed(&mut a, &wq, &ws, &xq, group, scale);
+            Unrolled.matmul_q8_fixed(&mut b, &wq, &ws, &xq, group, scale);
+            prop_assert_eq!(a, b);
+        }
+    }
 }
