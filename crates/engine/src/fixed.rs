@@ -34,6 +34,7 @@ use crate::kernels::Kernels;
 use crate::model::{Config, Floats, Matrix, Q8Matrix, Weights};
 use crate::state::RunState;
 use alloc::vec::Vec;
+use core::num::NonZeroU32;
 
 /// Fraction bits of the Q16 activations.
 pub const FRAC: u32 = 16;
@@ -85,7 +86,20 @@ impl Rescale {
     /// 64, times an `i16` scale, times at most 2^11 groups).
     #[inline]
     pub fn apply(self, s: i64) -> i32 {
-        let p = s.wrapping_mul(self.m as i64);
+        // `m` as u32 first: its upper half is known zero, one multiply fewer on 32-bit cores.
+        self.round_shift(s.wrapping_mul(self.m as u32 as i64))
+    }
+
+    /// `apply(iv * ws)`, the same value for a row of one group, with 32-bit multiplies only
+    /// (`ws * m` fits in `i32`): cheaper on RV32.
+    #[inline]
+    pub fn apply_group(self, iv: i32, ws: i16) -> i32 {
+        let c = ws as i32 * self.m.clamp(0, 1 << 15);
+        self.round_shift(iv as i64 * c as i64)
+    }
+
+    #[inline(always)]
+    fn round_shift(self, p: i64) -> i32 {
         let r = if self.shift == 0 { p } else { (p + (1i64 << (self.shift - 1))) >> self.shift };
         if r as i32 as i64 == r {
             r as i32
@@ -180,15 +194,35 @@ fn to_q30(v: f32) -> i32 {
     (v * (1u32 << ROPE_FRAC) as f32) as i32
 }
 
-/// A Q16 value as f32, exactly up to f32's 24 bits: the conversion then an exponent
-/// adjustment by -16 on the bits (no float multiply).
+/// A Q16 value as f32: `v as f32 * 2^-16`, bit for bit. Below 2^24 in magnitude (logits below
+/// 256) the conversion is exact and done on the bits (a 5-step normalization instead of the
+/// software `i32 -> f32` routine of cores without an FPU); larger values take the conversion.
 #[inline]
 pub fn q16_to_f32(v: i32) -> f32 {
-    if v == 0 {
+    // With an FPU (hosts, rv32imafc) the conversion instruction is cheaper.
+    if !cfg!(any(target_arch = "riscv32", target_arch = "riscv64")) || cfg!(target_feature = "f") {
+        let f = v as f32;
+        return if v == 0 { 0.0 } else { f32::from_bits(f.to_bits() - (FRAC << 23)) };
+    }
+    let mut a = v.unsigned_abs();
+    if a == 0 {
         return 0.0;
     }
-    let f = v as f32; // |f| >= 1, so the exponent stays normal after -16
-    f32::from_bits(f.to_bits() - (FRAC << 23))
+    if a >= 1 << 24 {
+        let f = v as f32; // |f| >= 2^24, so the exponent stays normal after -16
+        return f32::from_bits(f.to_bits() - (FRAC << 23));
+    }
+    let mut n = 0; // leading zeros of a
+    for sh in [16u32, 8, 4, 2, 1] {
+        if a < 1 << (32 - sh) {
+            n += sh;
+            a <<= sh;
+        }
+    }
+    // a has bit 31 set and (being below 2^24 before) its low 8 bits clear: exact.
+    let exp = 127 + 31 - n - FRAC;
+    let sign = (v as u32) & 0x8000_0000;
+    f32::from_bits(sign | (exp << 23) | ((a >> 8) & 0x7f_ffff))
 }
 
 /// Quantizes a Q16 vector into int8 with one scale: `q[i] = round(x[i] * 127 / max|x|)`
@@ -201,17 +235,25 @@ pub fn quantize_q16(q: &mut [i8], x: &[i32]) -> f32 {
         return 0.0;
     }
     // Bring max below 2^23 so that v * 127 fits in i32.
-    let k = (32 - max.leading_zeros()).saturating_sub(23);
-    let mx = (max >> k) as i32;
-    let half = mx / 2;
+    // (A shift loop, not `leading_zeros`: RV32 without Zbb counts zeros in software.)
+    let mut k = 0;
+    while max >> k >= 1 << 23 {
+        k += 1;
+    }
+    let Some(mx) = NonZeroU32::new(max >> k) else {
+        q.fill(0);
+        return 0.0;
+    };
+    let half = mx.get() / 2;
     let (head, tail) = q.split_at_mut(x.len().min(q.len()));
     for (qi, &v) in head.iter_mut().zip(x) {
-        let n = (v >> k) * 127;
-        let r = if n >= 0 { (n + half) / mx } else { (n - half) / mx };
-        *qi = r.clamp(-127, 127) as i8;
+        // |v >> k| <= mx (+1 when k > 0, where mx >= 2^22), so the quotient is at most 127.
+        let n = (v >> k).unsigned_abs() * 127;
+        let r = ((n + half) / mx) as i32;
+        *qi = if v < 0 { -r } else { r } as i8;
     }
     tail.fill(0);
-    ((mx as u32) << k) as f32 / 127.0
+    (mx.get() << k) as f32 * (1.0 / 127.0)
 }
 
 /// RMSNorm's weighted product without the normalization: `y[i] = x[i] * w[i]` (Q16); returns
@@ -222,7 +264,8 @@ pub fn rmsnorm_q16(y: &mut [i32], x: &[i32], w: &[i32]) -> f32 {
     for &v in x {
         ss = ss.saturating_add((v as i64 * v as i64) >> FRAC);
     }
-    let mean = ss as f32 / ONE as f32 / x.len().max(1) as f32 + 1e-5;
+    // One f32 multiply by 2^-16 / n (n = dim: an exact power of two for llama2.c's shapes).
+    let mean = ss as f32 * (1.0 / (ONE as f32 * x.len().max(1) as f32)) + 1e-5;
     for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
         *y = sat(mul_q(x, w, FRAC));
     }
@@ -239,8 +282,11 @@ pub fn softmax_q15(att: &mut [i32]) {
         sum += e as u64;
     }
     // The maximum contributes e^0 = 2^16, so sum >= 2^16; keep it below 2^32.
-    let sh = (64 - sum.leading_zeros()).saturating_sub(32);
-    let s32 = ((sum >> sh) as u32).max(1);
+    let mut sh = 0;
+    while sum >> sh > u32::MAX as u64 {
+        sh += 1;
+    }
+    let s32 = NonZeroU32::new((sum >> sh) as u32).unwrap_or(NonZeroU32::MIN);
     for a in att.iter_mut() {
         *a = ((((*a as u32) >> sh) << 15) / s32) as i32;
     }
@@ -677,9 +723,18 @@ mod tests {
     }
 
     #[test]
-    fn q16_to_f32_is_exact_for_small_values() {
-        for v in [-65536 * 3, -1, 0, 1, 65536, 123_456_789, i32::MIN, i32::MAX] {
-            assert_eq!(q16_to_f32(v), v as f32 / 65536.0, "{v}");
+    fn q16_to_f32_is_the_conversion() {
+        for v in [-65536 * 3, -1, 0, 1, 65536, 123_456_789, i32::MIN, i32::MAX, 1 << 24, -(1 << 24)]
+        {
+            assert_eq!(q16_to_f32(v).to_bits(), (v as f32 / 65536.0).to_bits(), "{v}");
+        }
+        let mut x = 0x2545_f491u32;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let v = (x as i32) >> (x % 20);
+            assert_eq!(q16_to_f32(v).to_bits(), (v as f32 / 65536.0).to_bits(), "{v}");
         }
     }
 }
