@@ -504,6 +504,15 @@ mod tests {
     }
 
     #[test]
+    fn best_and_available_put_the_neon_kernels_first() {
+        let want = if NeonDot::detect().is_some() { "neon-dotprod" } else { "neon" };
+        assert_eq!(super::super::best().name(), want);
+        let names: Vec<&str> = super::super::available().iter().map(|k| k.name()).collect();
+        assert_eq!(names[0], want);
+        assert!(names.contains(&"neon") && names.ends_with(&["unrolled", "scalar"]), "{names:?}");
+    }
+
+    #[test]
     fn bad_shapes_fall_back_to_scalar() {
         // A group that does not divide the row: the scalar twin's behaviour, not a NEON read
         // past the end.
