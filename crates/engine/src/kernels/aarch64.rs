@@ -16,7 +16,8 @@
 //! `val = fma(ival as f32 * w_scale, x_scale, val)` with `fmla` (`vfmaq_f32(val, ival * ws, xs)`
 //! is `val + (ival * ws) * xs` rounded once), exactly as the scalar twin and runq.c's reference
 //! build do. Groups of any size are taken: 16 values per step, then 8, then a scalar integer
-//! tail.
+//! tail; groups of 4 (stories260K_q80's) four at a time, one row's four group sums per vector,
+//! transposed back to one row per lane.
 //!
 //! Speed is unmeasured: the only aarch64 here is `qemu-aarch64` (user-mode emulation, not a
 //! timing model). The tests check every result bit for bit against [`Scalar`] under it.
@@ -258,7 +259,11 @@ unsafe fn q8_block<const B: usize, const DOT: bool>(
     group: usize,
 ) -> [float32x4_t; B] {
     let mut val = [vdupq_n_f32(0.0); B];
-    for g in 0..groups {
+    let mut first = 0;
+    if group == 4 {
+        first = q8_groups_of_4::<B, DOT>(&mut val, a, sa, stride, groups, xp, xs);
+    }
+    for g in first..groups {
         // acc[b][i]: four i32 partial sums of row 4b + i; the integers are exact, any order.
         let mut acc = [[vdupq_n_s32(0); 4]; B];
         let end = (g + 1) * group;
@@ -315,6 +320,56 @@ unsafe fn q8_block<const B: usize, const DOT: bool>(
         }
     }
     val
+}
+
+/// The groups of 4 values (stories260K_q80's size: dim 64, hidden_dim 172), four groups per
+/// 16-byte step: the integer sums of one row's four groups come out as the four lanes of one
+/// vector, and a 4x4 transpose turns the block's rows into lanes again (the scales likewise),
+/// then the groups are added in order as in [`q8_block`]. Returns the first group not added
+/// (the last `groups % 4` are left to the caller).
+#[inline(always)]
+unsafe fn q8_groups_of_4<const B: usize, const DOT: bool>(
+    val: &mut [float32x4_t; B],
+    a: *const i8,
+    sa: *const f32,
+    stride: usize,
+    groups: usize,
+    xp: *const i8,
+    xs: *const f32,
+) -> usize {
+    let mut g = 0;
+    while g + 4 <= groups {
+        let k = 4 * g;
+        let xv = vld1q_s8(xp.add(k));
+        for (b, val) in val.iter_mut().enumerate() {
+            let mut sums = [vdupq_n_f32(0.0); 4];
+            let mut scales = [vdupq_n_f32(0.0); 4];
+            for (i, (sum, scale)) in sums.iter_mut().zip(&mut scales).enumerate() {
+                let row = 4 * b + i;
+                let wv = vld1q_s8(a.add(row * stride + k));
+                // Lane j: the integer sum of group g + j of this row.
+                let s = if DOT {
+                    sdot(vdupq_n_s32(0), wv, xv)
+                } else {
+                    let lo = vpaddlq_s16(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)));
+                    vpaddq_s32(lo, vpaddlq_s16(vmull_high_s8(wv, xv)))
+                };
+                // Bits moved as f32 lanes by the transpose, no arithmetic on them.
+                *sum = vreinterpretq_f32_s32(s);
+                *scale = vld1q_f32(sa.add(row * groups + g));
+            }
+            // Now lane i of sums[j] / scales[j] is group g + j of row 4b + i.
+            transpose4(&mut sums);
+            transpose4(&mut scales);
+            for j in 0..4 {
+                let ival = vcvtq_f32_s32(vreinterpretq_s32_f32(sums[j]));
+                let xscale = vdupq_n_f32(*xs.add(g + j));
+                *val = vfmaq_f32(*val, vmulq_f32(ival, scales[j]), xscale);
+            }
+        }
+        g += 4;
+    }
+    g
 }
 
 /// Int8 rows in blocks of 8 then 4; returns the first row not computed.
@@ -440,7 +495,7 @@ mod tests {
         #[test]
         fn q8_matches_scalar_bit_for_bit(
             (rows, group, groups, wq, ws, xq, xs) in
-                (1usize..40, 1usize..=64, 1usize..6)
+                (1usize..40, prop_oneof![Just(4usize), 1usize..=64], 1usize..10)
                 .prop_flat_map(|(rows, group, groups)| {
                     let stride = group * groups;
                     (
@@ -481,10 +536,11 @@ mod tests {
     #[test]
     fn extreme_int8_values_are_exact() {
         // All -128 (the largest i16 product, 16384) and all 127 against -128, over groups that
-        // take every step size: 16, 8 and the scalar tail (16 + 8 + 5 = 29).
+        // take every step size: 16, 8 and the scalar tail (16 + 8 + 5 = 29), and groups of 4
+        // (four at a time, then one).
         for (wv, xv) in [(-128i8, -128i8), (127, -128), (-128, 127)] {
-            for group in [16, 29, 32, 64] {
-                let (rows, groups) = (13, 3);
+            for group in [4, 16, 29, 32, 64] {
+                let (rows, groups) = (13, 5);
                 let stride = group * groups;
                 let wq = alloc::vec![wv; rows * stride];
                 let ws = alloc::vec![0.5f32; rows * groups];
