@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI gate for the RV32 yardstick (called by .ci/run):
-#  1. run.sh: build and run the four configurations under QEMU (-icount shift=0);
+#  1. run.sh: build and run the six configurations under QEMU (-icount shift=0);
 #  2. each run's tokens and text must equal the host engine's for the same model, settings and
 #     kernels (host/, engine::Generator), and the host's Scalar reference;
 #  3. instructions per token must not exceed the figures in docs/performance.md (section RV32)
@@ -25,7 +25,7 @@ failed=0
 pass() { passed=$((passed + 1)); echo "ok   $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL $*"; }
 
-model_file() { case $1 in fp32) echo stories260K.bin ;; q80) echo stories260K_q80.bin ;; esac; }
+model_file() { case $1 in fp32) echo stories260K.bin ;; q80) echo stories260K_q80.bin ;; q8fx) echo q8fx ;; esac; }
 
 while read -r isa model base; do
   case $isa in ''|'#'*) continue ;; esac
@@ -55,11 +55,11 @@ while read -r isa model base; do
   if [ "$ipt" -lt $(( base - base * tolerance_pct / 100 )) ]; then
     echo "note $isa $model: $ipt is well below the baseline $base; update the table in docs/performance.md"
   fi
-done < <(grep -E '^\| (imac|imafc) \| (fp32|q80) \| [0-9]+ \|' "$here/../../docs/performance.md" \
+done < <(grep -E '^\| (imac|imafc) \| (fp32|q80|q8fx) \| [0-9]+ \|' "$here/../../docs/performance.md" \
   | awk -F'|' '{ gsub(/ /, ""); print $2, $3, $4 }')
 
-if [ "$passed" -lt 12 ]; then
-  fail "expected 4 configurations in docs/performance.md (found $passed checks)"
+if [ "$passed" -lt 18 ]; then
+  fail "expected 6 configurations in docs/performance.md (found $passed checks)"
 fi
 echo "rv32: $passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$passed" -gt 0 ]

@@ -52,7 +52,7 @@ out_dir=${OUT:-$target_dir/out}
 mkdir -p "$out_dir"
 
 isas=(imac imafc)
-models=(fp32 q80)
+models=(fp32 q80 q8fx)
 for isa in "${isas[@]}"; do
   /usr/bin/cargo build --quiet --release --manifest-path "$here/Cargo.toml" \
     -Zbuild-std=core,alloc --target "riscv32$isa-unknown-none-elf" --bins "${features[@]}"

@@ -25,7 +25,7 @@ use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::Serial;
-use esp_llm_engine::{Checkpoint, Sampler, Tokenizer, Transformer, BOS};
+use esp_llm_engine::{Checkpoint, Numerics, Sampler, Tokenizer, Transformer, BOS};
 
 /// The prompt and number of forward passes (prompt positions included), as in the issue.
 pub const PROMPT: &[u8] = b"Once upon a time";
@@ -55,6 +55,8 @@ pub struct Aligned<T: ?Sized>(pub T);
 pub static FP32_MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("RV32BENCH_FP32")));
 /// stories260K_q80.bin (int8 Q8_0, v2).
 pub static Q80_MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("RV32BENCH_Q80")));
+/// The group-64 int8 bundle packed by build.rs from stories260K.bin.
+pub static Q8G64_MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("RV32BENCH_Q8G64")));
 /// tok512.bin.
 pub static TOKENIZER: &[u8] = include_bytes!(env!("RV32BENCH_TOK"));
 
@@ -314,12 +316,30 @@ impl Kernels for Counted {
         self.inner.matmul_q8(out, wq, ws, xq, xs, group);
         self.add(1, instret() - t0);
     }
+    fn matmul_q8_fixed(
+        &self,
+        out: &mut [i32],
+        wq: &[i8],
+        ws: &[i16],
+        xq: &[i8],
+        group: usize,
+        scale: esp_llm_engine::kernels::Rescale,
+    ) {
+        let t0 = instret();
+        self.inner.matmul_q8_fixed(out, wq, ws, xq, group, scale);
+        self.add(1, instret() - t0);
+    }
 }
 
-/// Runs the benchmark on one embedded model and exits QEMU.
+/// Runs the benchmark on one embedded model (float numerics) and exits QEMU.
 pub fn run(name: &str, model: &'static Aligned<[u8]>) -> ! {
+    run_with(name, model, Numerics::Float)
+}
+
+/// Runs the benchmark on one embedded model with the given numerics and exits QEMU.
+pub fn run_with(name: &str, model: &'static Aligned<[u8]>, numerics: Numerics) -> ! {
     let mut c = Console::new();
-    let code = match bench(&mut c, name, &model.0) {
+    let code = match bench(&mut c, name, &model.0, numerics) {
         Ok(()) => 0,
         Err(e) => {
             let _ = writeln!(c, "ERROR: {e}");
@@ -330,7 +350,12 @@ pub fn run(name: &str, model: &'static Aligned<[u8]>) -> ! {
     exit(code)
 }
 
-fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_llm_engine::Error> {
+fn bench(
+    c: &mut Console,
+    name: &str,
+    model: &'static [u8],
+    numerics: Numerics,
+) -> Result<(), esp_llm_engine::Error> {
     let t_start = instret();
     let ckpt = Checkpoint::parse(model)?;
     let vocab = ckpt.config.vocab_size;
@@ -346,7 +371,8 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
     let kern: &'static dyn Kernels = counted;
     #[cfg(not(feature = "phases"))]
     let kern: &'static dyn Kernels = chosen;
-    let mut transformer = Transformer::with_options(ckpt, None, kern, Box::new(Serial))?;
+    let mut transformer =
+        Transformer::with_options(ckpt, None, kern, Box::new(Serial))?.with_numerics(numerics)?;
     let tokenizer = Tokenizer::from_bytes(TOKENIZER, vocab)?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0)?;
     let prompt = tokenizer.encode(PROMPT);
@@ -379,6 +405,7 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
 
     let _ = writeln!(c, "model: {name}");
     let _ = writeln!(c, "kernels: {}", kern.name());
+    let _ = writeln!(c, "numerics: {}", numerics.name());
     let _ = writeln!(c, "stop: {stop}");
     let _ = report::tokens_line(c, &tokens);
     let _ = report::text_line(c, &text);

@@ -24,6 +24,9 @@ pub struct Args {
     /// Kernels to use (scalar, avx2, avx512, ...; default: the best this CPU runs).
     #[arg(long)]
     pub kernels: Option<String>,
+    /// float (llama2.c's arithmetic) or fixed (the integer path of FPU-less chips; int8 only).
+    #[arg(long, value_enum, default_value_t = crate::run::NumericsArg::Float)]
+    pub numerics: crate::run::NumericsArg,
     /// Prompt tokens for the prompt-processing test (0 skips it).
     #[arg(long, default_value_t = 128)]
     pub prompt: usize,
@@ -67,8 +70,9 @@ pub fn main(a: Args) -> Result<()> {
     let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;
     let format = ck.format;
     let c = ck.config;
-    crate::run::check_memory(&ck, None)?;
-    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
+    let numerics = a.numerics.into();
+    crate::run::check_memory(&ck, None, numerics)?;
+    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?, numerics)?;
     if a.prompt > c.seq_len || a.gen > c.seq_len {
         bail!("--prompt and --gen must be at most the model's context ({})", c.seq_len);
     }

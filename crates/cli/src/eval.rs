@@ -30,6 +30,10 @@ pub struct Args {
     /// Prompts to compare on (repeatable). Default: five short story openings.
     #[arg(short = 'i', long = "prompt")]
     pub prompts: Vec<String>,
+    /// Numerics of the candidate: float (llama2.c's) or fixed (the integer path of FPU-less
+    /// chips; int8 only). The reference always runs in float.
+    #[arg(long, value_enum, default_value_t = crate::run::NumericsArg::Float)]
+    pub numerics: crate::run::NumericsArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -56,7 +60,7 @@ pub fn main(a: Args) -> Result<()> {
         .with_context(|| format!("{}", tok_path.display()))?;
     let (rf, cf) = (rc.format, cc.format);
     let mut reference = Transformer::new(rc)?;
-    let mut candidate = Transformer::new(cc)?;
+    let mut candidate = Transformer::new(cc)?.with_numerics(a.numerics.into())?;
     let prompts: Vec<String> = if a.prompts.is_empty() {
         DEFAULT_PROMPTS.iter().map(|s| s.to_string()).collect()
     } else {

@@ -4,13 +4,36 @@ use crate::files::{self, Blob};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::checkpoint::bundle;
+use esp_llm_engine::fixed::FixedWeights;
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::state::{RunState, StateSize};
-use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
+use esp_llm_engine::{
+    Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer, Transformer,
+};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// How the engine computes (`--numerics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NumericsArg {
+    /// f32 in llama2.c's order: run.c's / runq.c's tokens exactly.
+    #[default]
+    Float,
+    /// Integer arithmetic as on FPU-less chips (ESP32-C3/C6); int8 models only; same tokens on
+    /// every target, not llama2.c's.
+    Fixed,
+}
+
+impl From<NumericsArg> for Numerics {
+    fn from(n: NumericsArg) -> Numerics {
+        match n {
+            NumericsArg::Float => Numerics::Float,
+            NumericsArg::Fixed => Numerics::Fixed,
+        }
+    }
+}
 
 /// Generation mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +95,10 @@ pub struct Args {
     /// the available ones).
     #[arg(long)]
     pub kernels: Option<String>,
+    /// float: llama2.c's arithmetic (default). fixed: the integer path of chips without an FPU
+    /// (int8 models only), to see on the host the tokens an ESP32-C3/C6 would give.
+    #[arg(long, value_enum, default_value_t = NumericsArg::Float)]
+    pub numerics: NumericsArg,
 }
 
 /// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
@@ -85,12 +112,14 @@ pub fn pick_kernels(name: Option<&str>) -> Result<&'static dyn Kernels> {
     }
 }
 
-/// Builds a transformer with `threads` workers (default: all cores), the given kernels and
-/// batched prompt prefill.
+/// Builds a transformer with `threads` workers (default: all cores), the given kernels,
+/// numerics and batched prompt prefill (float only: the fixed path runs one position at a time
+/// on one core).
 pub fn transformer<'a>(
     ck: Checkpoint<'a>,
     threads: Option<usize>,
     kernels: &'static dyn Kernels,
+    numerics: Numerics,
 ) -> Result<Transformer<'a>> {
     let n = match threads {
         Some(0) => bail!("--threads must be at least 1"),
@@ -98,21 +127,27 @@ pub fn transformer<'a>(
         None => Pool::available_parallelism(),
     };
     let pool = Pool::new(n).context("starting worker threads")?;
-    Ok(Transformer::with_options(ck, None, kernels, Box::new(pool))?
-        .with_prefill(esp_llm_engine::forward::DEFAULT_PREFILL)?)
+    let t = Transformer::with_options(ck, None, kernels, Box::new(pool))?;
+    if numerics == Numerics::Fixed {
+        return Ok(t.with_numerics(numerics)?);
+    }
+    Ok(t.with_prefill(esp_llm_engine::forward::DEFAULT_PREFILL)?)
 }
 
 /// What a run of `ck` needs (weights, KV cache, activations at the prefill batch), checked
 /// against `--max-memory` and against the memory the system has available, before allocating.
-pub fn check_memory(ck: &Checkpoint<'_>, max: Option<u64>) -> Result<StateSize> {
+pub fn check_memory(
+    ck: &Checkpoint<'_>,
+    max: Option<u64>,
+    numerics: Numerics,
+) -> Result<StateSize> {
     let c = &ck.config;
-    let state = RunState::size_batched(
-        c,
-        &ck.weights,
-        c.seq_len,
-        esp_llm_engine::forward::DEFAULT_PREFILL,
-    )?;
-    let weights = ck.weights.bytes();
+    let (batch, derived) = match numerics {
+        Numerics::Float => (esp_llm_engine::forward::DEFAULT_PREFILL, 0),
+        Numerics::Fixed => (1, FixedWeights::size(c, &ck.weights)),
+    };
+    let state = RunState::size_batched(c, &ck.weights, c.seq_len, batch)?;
+    let weights = ck.weights.bytes() + derived;
     let need = (weights + state.total()) as u64;
     let parts = format!(
         "{weights} of weights, {} of KV cache for {} positions, {} of activations",
@@ -272,13 +307,15 @@ pub fn main(a: Args) -> Result<()> {
     // Memory is counted before anything big is allocated.
     let weights_copied = ck.weights.copied_bytes();
     let wb = ck.weights.byte_breakdown();
-    let state = check_memory(&ck, a.max_memory)?;
-    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?)?;
+    let numerics = Numerics::from(a.numerics);
+    let state = check_memory(&ck, a.max_memory, numerics)?;
+    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?, numerics)?;
     if a.verbose {
         eprintln!(
-            "model {} ({format}), tokenizer {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
+            "model {} ({format}), tokenizer {}, numerics {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
             loaded.model_path.display(),
             loaded.tokenizer_name(),
+            t.numerics().name(),
             t.kernels().name(),
             kernels::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
             t.worker_count(),

@@ -101,3 +101,50 @@ fn int8_quality_against_fp32() {
     assert!(greedy >= 0.3, "greedy agreement {greedy}");
     assert_eq!(v["prompts"].as_array().unwrap().len(), 5);
 }
+
+/// `--numerics fixed` runs the integer path on an int8 model (the same text as the engine
+/// gives through the library), says so with `-v`, and refuses an fp32 model with the reason.
+#[test]
+fn fixed_numerics_through_the_cli() {
+    let models = shared("models");
+    let run = |model: &str, extra: &[&str]| {
+        esp_llm()
+            .arg("run")
+            .arg(models.join(model))
+            .arg("-z")
+            .arg(models.join("tok512.bin"))
+            .args(["-t", "0", "-n", "40", "-i", "Once upon a time", "--numerics", "fixed"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run("stories260K_q80.bin", &["-v", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("numerics fixed"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cli_tokens: Vec<u32> =
+        v["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+
+    let bytes = model_bytes("stories260K_q80.bin");
+    let tok_bytes = model_bytes("tok512.bin");
+    let ck = esp_llm_engine::Checkpoint::parse(&bytes).unwrap();
+    let tok = esp_llm_engine::Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
+    let mut t = esp_llm_engine::Transformer::new(ck)
+        .unwrap()
+        .with_numerics(esp_llm_engine::Numerics::Fixed)
+        .unwrap();
+    let mut sampler = esp_llm_engine::Sampler::new(512, 0.0, 0.9, 1).unwrap();
+    let mut lib_tokens = vec![esp_llm_engine::BOS];
+    let prompt = tok.encode(b"Once upon a time");
+    for ev in esp_llm_engine::Generator::new(&mut t, &tok, &mut sampler, prompt, 40).unwrap() {
+        if let esp_llm_engine::Event::Token { token, .. } = ev.unwrap() {
+            lib_tokens.push(token);
+        }
+    }
+    assert_eq!(cli_tokens, lib_tokens);
+
+    let o = run("stories260K.bin", &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("int8 weights"), "{err}");
+}

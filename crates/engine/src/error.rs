@@ -38,6 +38,8 @@ pub enum Error {
     BadSetting { name: &'static str, value: f32, reason: &'static str },
     /// The bundle checksum does not match its payload.
     Checksum { expected: u32, got: u32 },
+    /// A model or setting this mode of the engine cannot run.
+    Unsupported { what: &'static str, reason: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -94,6 +96,7 @@ impl fmt::Display for Error {
                 f,
                 "checksum mismatch: header says {expected:#010x}, payload gives {got:#010x} (partial or corrupted write?)"
             ),
+            Error::Unsupported { what, reason } => write!(f, "{what}: {reason}"),
         }
     }
 }

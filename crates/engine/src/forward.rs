@@ -9,6 +9,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
+use crate::fixed::FixedWeights;
 use crate::kernels::{self, Kernels};
 use crate::model::{Config, Matrix, Weights};
 use crate::parallel::{split_aligned, Serial, Workers};
@@ -39,6 +40,29 @@ pub struct Transformer<'a> {
     workers: Box<dyn Workers + 'a>,
     /// (head_size / 2) RoPE inverse frequencies.
     rope_freq: Vec<f32>,
+    /// Integer parameters when running in fixed point ([`Numerics::Fixed`]).
+    fixed: Option<FixedWeights>,
+}
+
+/// How a [`Transformer`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Numerics {
+    /// f32 arithmetic in llama2.c's order: run.c's and runq.c's tokens exactly (the default).
+    #[default]
+    Float,
+    /// Integer arithmetic for cores without an FPU ([`crate::fixed`]); int8 models only.
+    /// Same tokens on every target, but not llama2.c's.
+    Fixed,
+}
+
+impl Numerics {
+    /// The name used on command lines and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::Float => "float",
+            Numerics::Fixed => "fixed",
+        }
+    }
 }
 
 impl<'a> Transformer<'a> {
@@ -74,7 +98,7 @@ impl<'a> Transformer<'a> {
             .step_by(2)
             .map(|head_dim| 1.0f32 / libm::powf(10000.0f32, head_dim as f32 / hs as f32))
             .collect();
-        Ok(Transformer { config, weights, state, kernels, workers, rope_freq })
+        Ok(Transformer { config, weights, state, kernels, workers, rope_freq, fixed: None })
     }
 
     /// Lets [`Transformer::prefill`] run up to `batch` prompt positions through each layer at
@@ -88,6 +112,26 @@ impl<'a> Transformer<'a> {
                 RunState::new_batched(&self.config, &self.weights, self.config.seq_len, batch)?;
         }
         Ok(self)
+    }
+
+    /// Switches to the given numerics. [`Numerics::Fixed`] derives the integer parameters
+    /// ([`FixedWeights::size`] bytes) and needs int8 matrices; start from position 0 after
+    /// switching (the KV cache holds the other numerics' values).
+    pub fn with_numerics(mut self, numerics: Numerics) -> Result<Self> {
+        self.fixed = match numerics {
+            Numerics::Float => None,
+            Numerics::Fixed => Some(FixedWeights::new(&self.config, &self.weights)?),
+        };
+        Ok(self)
+    }
+
+    /// The numerics in use.
+    pub fn numerics(&self) -> Numerics {
+        if self.fixed.is_some() {
+            Numerics::Fixed
+        } else {
+            Numerics::Float
+        }
     }
 
     /// Positions [`Transformer::prefill`] runs at once.
@@ -151,6 +195,14 @@ impl<'a> Transformer<'a> {
         let c = self.config;
         let nb = tokens.len();
         debug_assert!(nb >= 1 && nb <= self.state.batch);
+        if let Some(fw) = &self.fixed {
+            for (b, &token) in tokens.iter().enumerate() {
+                let last = logits && b + 1 == nb;
+                let (w, k) = (&self.weights, self.kernels);
+                crate::fixed::step(fw, w, &mut self.state, k, token, pos0 + b, last);
+            }
+            return;
+        }
         let (dim, hidden_dim, head_size) = (c.dim, c.hidden_dim, c.head_size());
         let (kv_dim, seq_len) = (c.kv_dim(), c.seq_len);
         let half = head_size / 2;

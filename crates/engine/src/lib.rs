@@ -16,6 +16,7 @@ pub mod chat;
 pub mod checkpoint;
 pub mod error;
 pub mod eval;
+pub mod fixed;
 pub mod forward;
 pub mod generate;
 pub mod kernels;
@@ -29,7 +30,7 @@ pub mod tokenizer;
 
 pub use checkpoint::{Checkpoint, Format};
 pub use error::Error;
-pub use forward::Transformer;
+pub use forward::{Numerics, Transformer};
 pub use generate::{Event, Generator, Stop};
 pub use model::Config;
 pub use sampler::Sampler;

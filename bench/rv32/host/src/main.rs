@@ -1,11 +1,16 @@
-//! `rv32bench-host MODEL_FILE [scalar|unrolled]`: greedy, 64 steps from "Once upon a time" with
+//! `rv32bench-host MODEL_FILE|q8fx [scalar|unrolled]`: greedy, 64 steps from "Once upon a time" with
 //! `engine::Generator` on the host; prints the `tokens:`/`text:` lines of the RV32 benchmark.
 //! The models are found like the engine's tests do: `$ESP_LLM_MODELS`, else `shared/models`
-//! in the nearest ancestor directory.
+//! in the nearest ancestor directory. `q8fx` is the RV32 benchmark's fixed-point configuration:
+//! stories260K.bin packed as an int8 bundle with groups of 64 (as its build.rs does), run with
+//! `Numerics::Fixed`.
 
 use esp_llm_engine::kernels::{Kernels, Scalar, Unrolled};
 use esp_llm_engine::parallel::Serial;
-use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
+use esp_llm_engine::checkpoint::bundle::{self, Quant};
+use esp_llm_engine::{
+    Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer, Transformer,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -29,11 +34,20 @@ fn run(model_file: &str, kernels: &'static dyn Kernels) -> Result<String, String
     let dir = models_dir()?;
     let read =
         |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
-    let model = read(model_file)?;
     let tok_bytes = read("tok512.bin")?;
+    let (model, numerics) = if model_file == "q8fx" {
+        let src = read("stories260K.bin")?;
+        let ck = Checkpoint::parse(&src).map_err(|e| e.to_string())?;
+        let (bytes, _) = bundle::pack(&ck, &tok_bytes, Quant::Q8(Some(64)), &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        (bytes, Numerics::Fixed)
+    } else {
+        (read(model_file)?, Numerics::Float)
+    };
     let ckpt = Checkpoint::parse(&model).map_err(|e| e.to_string())?;
     let vocab = ckpt.config.vocab_size;
     let mut t = Transformer::with_options(ckpt, None, kernels, Box::new(Serial))
+        .and_then(|t| t.with_numerics(numerics))
         .map_err(|e| e.to_string())?;
     let tok = Tokenizer::from_bytes(&tok_bytes, vocab).map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0).map_err(|e| e.to_string())?;
@@ -71,7 +85,7 @@ fn main() -> ExitCode {
         }
     };
     let Some(model) = args.first() else {
-        eprintln!("usage: rv32bench-host MODEL_FILE [scalar|unrolled]");
+        eprintln!("usage: rv32bench-host MODEL_FILE|q8fx [scalar|unrolled]");
         return ExitCode::from(2);
     };
     match run(model, kernels) {

@@ -11,6 +11,7 @@ pub mod unrolled;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
+pub use crate::fixed::Rescale;
 pub use scalar::Scalar;
 pub use unrolled::Unrolled;
 
@@ -35,6 +36,23 @@ pub trait Kernels: Sync {
         xs: &[f32],
         group: usize,
     );
+
+    /// The fixed-point int8 matmul ([`crate::fixed`]): per row
+    /// `out[r] = scale.apply(sum_g (sum_k xq[g*G+k] * wq[r*stride+g*G+k]) * ws[r*G'+g])`, the
+    /// group sums in `i32` and their weighted sum in `i64` (both wrapping), so any summation
+    /// order gives the same result. Shapes as [`Kernels::matmul_q8`]; a group size that does
+    /// not divide the stride gives zeros.
+    fn matmul_q8_fixed(
+        &self,
+        out: &mut [i32],
+        wq: &[i8],
+        ws: &[i16],
+        xq: &[i8],
+        group: usize,
+        scale: Rescale,
+    ) {
+        scalar::matmul_q8_fixed(out, wq, ws, xq, group, scale)
+    }
 }
 
 /// Checks the slice lengths the unsafe kernels rely on; on a mismatch the caller falls back

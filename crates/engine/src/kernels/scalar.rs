@@ -1,6 +1,6 @@
 //! The scalar reference kernels, in llama2.c's operation order.
 
-use super::Kernels;
+use super::{Kernels, Rescale};
 
 /// Plain loops; the twin every fast kernel is tested against.
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,5 +50,33 @@ impl Kernels for Scalar {
             }
             *o = val;
         }
+    }
+}
+
+/// [`Kernels::matmul_q8_fixed`] in plain loops (the default of every kernel set).
+pub fn matmul_q8_fixed(
+    out: &mut [i32],
+    wq: &[i8],
+    ws: &[i16],
+    xq: &[i8],
+    group: usize,
+    scale: Rescale,
+) {
+    let stride = xq.len();
+    if group == 0 || stride == 0 || !stride.is_multiple_of(group) {
+        out.fill(0);
+        return;
+    }
+    let groups = stride / group;
+    for (o, (row, scales)) in out.iter_mut().zip(wq.chunks_exact(stride).zip(ws.chunks(groups))) {
+        let mut s = 0i64;
+        for ((wg, xg), &sc) in row.chunks_exact(group).zip(xq.chunks_exact(group)).zip(scales) {
+            let mut ival = 0i32;
+            for (a, b) in wg.iter().zip(xg) {
+                ival = ival.wrapping_add(*a as i32 * *b as i32);
+            }
+            s = s.wrapping_add(ival as i64 * sc as i64);
+        }
+        *o = scale.apply(s);
     }
 }

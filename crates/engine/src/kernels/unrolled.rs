@@ -14,7 +14,7 @@
 //! (355-360 instructions per call): `fmadd.s` where the F extension exists (int8 token on
 //! rv32imafc 24.4 M -> 1.85 M instructions), else the exact integer [`fmaf_soft`].
 
-use super::{Kernels, Scalar};
+use super::{scalar, Kernels, Rescale, Scalar};
 
 /// Four rows per pass, columns unrolled by four; bit-identical to [`Scalar`].
 #[derive(Debug, Default, Clone, Copy)]
@@ -90,6 +90,18 @@ impl Kernels for Unrolled {
             64 => q8_rows::<64>(out, wq, ws, xq, xs),
             _ => Scalar.matmul_q8(out, wq, ws, xq, xs, group),
         }
+    }
+
+    fn matmul_q8_fixed(
+        &self,
+        out: &mut [i32],
+        wq: &[i8],
+        ws: &[i16],
+        xq: &[i8],
+        group: usize,
+        scale: Rescale,
+    ) {
+        q8_fixed_rows(out, wq, ws, xq, group, scale)
     }
 }
 
@@ -304,6 +316,59 @@ fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs
     Scalar.matmul_q8(rest, wq_rest, ws_rest, xq, xs, G);
 }
 
+/// The weighted group sums of four rows, `sum_g idot(x_g, w_r,g) * s_r[g]` (wrapping), for a
+/// run-time group size. Not inlined and not specialized on the group size, so that the column
+/// loop stays a loop: with 4 accumulators, 4 inputs and 4 row pointers it fits the 31
+/// registers of RV32, where a fully unrolled group spilled (bench/rv32).
+#[inline(never)]
+fn fixed_quad(x: &[i8], w: [&[i8]; ROWS], s: [&[i16]; ROWS], group: usize) -> [i64; ROWS] {
+    let mut acc = [0i64; ROWS];
+    let it = x
+        .chunks_exact(group)
+        .zip(w[0].chunks_exact(group).zip(w[1].chunks_exact(group)))
+        .zip(w[2].chunks_exact(group).zip(w[3].chunks_exact(group)))
+        .zip(s[0].iter().zip(s[1]).zip(s[2].iter().zip(s[3])));
+    for (((xg, (g0, g1)), (g2, g3)), ((&a0, &a1), (&a2, &a3))) in it {
+        let iv = idot4(xg, [g0, g1, g2, g3]);
+        acc[0] = acc[0].wrapping_add(iv[0] as i64 * a0 as i64);
+        acc[1] = acc[1].wrapping_add(iv[1] as i64 * a1 as i64);
+        acc[2] = acc[2].wrapping_add(iv[2] as i64 * a2 as i64);
+        acc[3] = acc[3].wrapping_add(iv[3] as i64 * a3 as i64);
+    }
+    acc
+}
+
+/// [`Kernels::matmul_q8_fixed`], four rows per pass (integer sums: the same result as the
+/// scalar loop in any order). Groups must be a multiple of 4 (else the scalar loop runs).
+fn q8_fixed_rows(out: &mut [i32], wq: &[i8], ws: &[i16], xq: &[i8], group: usize, scale: Rescale) {
+    let stride = xq.len();
+    if group == 0 || !group.is_multiple_of(4) || stride == 0 || !stride.is_multiple_of(group) {
+        return scalar::matmul_q8_fixed(out, wq, ws, xq, group, scale);
+    }
+    let groups = stride / group;
+    let mut outs = out.chunks_exact_mut(ROWS);
+    let mut done = 0;
+    for (o, (wr, sr)) in
+        (&mut outs).zip(wq.chunks_exact(ROWS * stride).zip(ws.chunks_exact(ROWS * groups)))
+    {
+        let (w0, wr) = wr.split_at(stride);
+        let (w1, wr) = wr.split_at(stride);
+        let (w2, w3) = wr.split_at(stride);
+        let (s0, sr) = sr.split_at(groups);
+        let (s1, sr) = sr.split_at(groups);
+        let (s2, s3) = sr.split_at(groups);
+        let acc = fixed_quad(xq, [w0, w1, w2, w3], [s0, s1, s2, s3], group);
+        for (o, a) in o.iter_mut().zip(acc) {
+            *o = scale.apply(a);
+        }
+        done += ROWS;
+    }
+    let rest = outs.into_remainder();
+    let wq_rest = wq.get(done * stride..).unwrap_or(&[]);
+    let ws_rest = ws.get(done * groups..).unwrap_or(&[]);
+    scalar::matmul_q8_fixed(rest, wq_rest, ws_rest, xq, group, scale);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +501,30 @@ mod tests {
             Unrolled.matmul_q8(&mut b, &wq, &ws, &xq, &xs, group);
             let (a, b): (Vec<u32>, Vec<u32>) =
                 (a.iter().map(|v| v.to_bits()).collect(), b.iter().map(|v| v.to_bits()).collect());
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn q8_fixed_matches_scalar(
+            rows in 1usize..11,
+            group in prop::sample::select(vec![1usize, 3, 4, 8, 12, 16, 32, 64]),
+            groups in 1usize..4,
+            seed in any::<u64>(),
+            m in 0i32..(1 << 15),
+            shift in 0u32..40,
+        ) {
+            let stride = group * groups;
+            let wq = bytes(rows * stride, seed);
+            let xq = bytes(stride, seed ^ 1);
+            let ws: Vec<i16> =
+                bytes(rows * groups * 2, seed ^ 2).chunks(2).map(|c| i16::from_le_bytes([c[0] as u8, c[1] as u8])).collect();
+            let scale = Rescale { m, shift };
+            let mut a = vec![0i32; rows];
+            let mut b = vec![1i32; rows];
+            scalar::matmul_q8_fixed(&mut a, &wq, &ws, &xq, group, scale);
+            Unrolled.matmul_q8_fixed(&mut b, &wq, &ws, &xq, group, scale);
             prop_assert_eq!(a, b);
         }
     }
