@@ -25,8 +25,9 @@ qemu-aarch64 --version | head -n 1
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 
-step "clippy (engine, aarch64, all targets)"
+step "clippy (engine, aarch64: all targets with std, then the no_std lib)"
 cargo clippy -p esp-llm-engine --target "$target" --all-targets -- -D warnings
+cargo clippy -p esp-llm-engine --target "$target" --lib -- -D warnings
 
 # qemu's `max` CPU has NEON and dotprod: both NEON kernel sets must be found and tested.
 step "engine tests under qemu-aarch64 -cpu max (neon, neon-dotprod)"
