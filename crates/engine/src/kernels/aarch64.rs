@@ -248,7 +248,6 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 ///
 /// `a` and `sa` point at the block's first row of weights and of scales.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn q8_block<const B: usize, const DOT: bool>(
     a: *const i8,
     sa: *const f32,
