@@ -22,9 +22,24 @@ impl Setup {
 
 /// Every kernel this machine runs with 1, 2 and 3 threads, and prefill batches of 1, 16 and 5
 /// (so that chunk tails are exercised too).
+///
+/// `ESP_LLM_TEST_KERNELS=neon,neon-dotprod` (comma-separated names) narrows the kernels to
+/// those, each of which must be available: the emulated aarch64 CI run (`.ci/aarch64.sh`) uses
+/// it to spend its time on the NEON kernels, the portable ones being covered on the host.
 fn setups() -> Vec<Setup> {
+    let mut chosen = kernels::available();
+    if let Ok(names) = std::env::var("ESP_LLM_TEST_KERNELS") {
+        let names: Vec<&str> = names.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        for name in &names {
+            assert!(
+                kernels::by_name(name).is_some(),
+                "ESP_LLM_TEST_KERNELS names {name:?}, which this machine does not run"
+            );
+        }
+        chosen.retain(|k| names.contains(&k.name()));
+    }
     let mut v = Vec::new();
-    for k in kernels::available() {
+    for k in chosen {
         for (threads, prefill) in [(1, 1), (2, 16), (3, 5)] {
             v.push(Setup { kernels: k, threads, prefill });
         }

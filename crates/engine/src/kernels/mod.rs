@@ -4,6 +4,8 @@
 //! products left to right in f32; `runq.c` accumulates int8 products per group in i32 and adds
 //! `ival * w_scale * x_scale` to an f32 per group). Every fast kernel is tested against it.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod scalar;
 pub mod unrolled;
 #[cfg(target_arch = "x86_64")]
@@ -53,6 +55,27 @@ pub trait Kernels: Sync {
     }
 }
 
+/// Checks the slice lengths the unsafe kernels rely on; on a mismatch the caller falls back
+/// to the scalar twin (which panics or truncates exactly as it always did).
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+fn f32_shapes_ok(out: &[f32], w: &[f32], x: &[f32]) -> bool {
+    !x.is_empty() && out.len().checked_mul(x.len()).is_some_and(|n| n <= w.len())
+}
+
+/// The lengths the int8 SIMD kernels rely on: a group dividing a non-empty row, enough weights,
+/// scales and input scales for `out.len()` rows.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+fn q8_shapes_ok(out: &[f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) -> bool {
+    let stride = xq.len();
+    if group == 0 || stride == 0 || !stride.is_multiple_of(group) {
+        return false;
+    }
+    let groups = stride / group;
+    xs.len() >= groups
+        && out.len().checked_mul(stride).is_some_and(|n| n <= wq.len())
+        && out.len().checked_mul(groups).is_some_and(|n| n <= ws.len())
+}
+
 /// Every kernel set this machine can run, fastest first (the scalar twin last).
 ///
 /// With the `std` feature the CPU is asked at run time; without it only the features the
@@ -65,6 +88,15 @@ pub fn available() -> alloc::vec::Vec<&'static dyn Kernels> {
             v.push(k);
         }
         if let Some(k) = x86_64::Avx2::detect() {
+            v.push(k);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if let Some(k) = aarch64::NeonDot::detect() {
+            v.push(k);
+        }
+        if let Some(k) = aarch64::Neon::detect() {
             v.push(k);
         }
     }
@@ -81,6 +113,15 @@ pub fn best() -> &'static dyn Kernels {
             return k;
         }
         if let Some(k) = x86_64::Avx2::detect() {
+            return k;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if let Some(k) = aarch64::NeonDot::detect() {
+            return k;
+        }
+        if let Some(k) = aarch64::Neon::detect() {
             return k;
         }
     }

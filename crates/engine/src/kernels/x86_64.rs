@@ -16,7 +16,7 @@
 //! the 37 MB stories15M classifier streams at 2.6 GiB/s scalar, 9.0 GiB/s avx2; int8 768x288
 //! (groups of 32) scalar 2.0, avx2 13.9-17.8 G/s.
 
-use super::{Kernels, Scalar};
+use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Scalar};
 use core::arch::x86_64::*;
 
 /// AVX2 + FMA kernels (8 rows per vector).
@@ -61,23 +61,6 @@ impl Avx512 {
     pub fn detect() -> Option<&'static Self> {
         (Avx2::detect().is_some() && cfg!(target_feature = "avx512f")).then_some(&AVX512)
     }
-}
-
-/// Checks the slice lengths the unsafe kernels rely on; on a mismatch the caller falls back
-/// to the scalar twin (which panics or truncates exactly as it always did).
-fn f32_shapes_ok(out: &[f32], w: &[f32], x: &[f32]) -> bool {
-    !x.is_empty() && out.len().checked_mul(x.len()).is_some_and(|n| n <= w.len())
-}
-
-fn q8_shapes_ok(out: &[f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) -> bool {
-    let stride = xq.len();
-    if group == 0 || stride == 0 || !stride.is_multiple_of(group) {
-        return false;
-    }
-    let groups = stride / group;
-    xs.len() >= groups
-        && out.len().checked_mul(stride).is_some_and(|n| n <= wq.len())
-        && out.len().checked_mul(groups).is_some_and(|n| n <= ws.len())
 }
 
 impl Kernels for Avx2 {
