@@ -498,23 +498,20 @@ fn q8_fixed_rows_rv32(
 #[inline(never)]
 fn fixed_quad(x: &[i8], w: [&[i8]; ROWS], s: [&[i16]; ROWS], group: usize) -> [i64; ROWS] {
     let mut acc = [0i64; ROWS];
-    // Index loops rather than a zip of nine iterators: the iterator state spilled on RV32.
-    let groups = s.iter().map(|r| r.len()).min().unwrap_or(0);
-    for g in 0..groups.min(x.len() / group.max(1)) {
-        let (a, b) = (g * group, (g + 1) * group);
-        let (Some(g0), Some(g1), Some(g2), Some(g3)) =
-            (w[0].get(a..b), w[1].get(a..b), w[2].get(a..b), w[3].get(a..b))
-        else {
-            break;
-        };
-        let xg = &x[a..b];
+    let it = x
+        .chunks_exact(group)
+        .zip(w[0].chunks_exact(group).zip(w[1].chunks_exact(group)))
+        .zip(w[2].chunks_exact(group).zip(w[3].chunks_exact(group)))
+        .zip(s[0].iter().zip(s[1]).zip(s[2].iter().zip(s[3])));
+    for (((xg, (g0, g1)), (g2, g3)), ((&a0, &a1), (&a2, &a3))) in it {
         #[cfg(target_arch = "riscv32")]
         let iv = idot4_rv32(xg, [g0, g1, g2, g3]);
         #[cfg(not(target_arch = "riscv32"))]
         let iv = idot4(xg, [g0, g1, g2, g3]);
-        for r in 0..ROWS {
-            acc[r] = acc[r].wrapping_add(iv[r] as i64 * s[r][g] as i64);
-        }
+        acc[0] = acc[0].wrapping_add(iv[0] as i64 * a0 as i64);
+        acc[1] = acc[1].wrapping_add(iv[1] as i64 * a1 as i64);
+        acc[2] = acc[2].wrapping_add(iv[2] as i64 * a2 as i64);
+        acc[3] = acc[3].wrapping_add(iv[3] as i64 * a3 as i64);
     }
     acc
 }
