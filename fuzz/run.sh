@@ -14,7 +14,8 @@ fi
 [ -n "$MODELS" ] || { echo "shared/models not found; set ESP_LLM_MODELS" >&2; exit 1; }
 export ESP_LLM_MODELS=$MODELS
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-rustup toolchain list | grep -q nightly || { echo "the rustup nightly toolchain is needed" >&2; exit 1; }
+# cargo-fuzz needs a nightly compiler (sanitizer flags); rustup installs it when missing.
+rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 (cd .. && cargo build --release -p esp-llm -q)
 rm -rf corpus
 python3 seed.py "$MODELS" corpus ../target/release/esp-llm

@@ -9,7 +9,8 @@ does not build or ship it), the Debian cross toolchain (firmware/build.sh), and 
 
 It builds the firmware, packs stories260K into a bundle with the host CLI, writes the bundle
 into the `model` partition of a merged 4 MB flash image, boots it, and checks that:
-  * a greedy prompt prints exactly the text `esp-llm run BUNDLE -t 0` prints on the host,
+  * a greedy prompt prints exactly the text `esp-llm run BUNDLE -t 0` prints on the host (with
+    `--numerics fixed` for the int8 bundle: the C3 has no FPU),
     for an int8 and an fp32 bundle (both read in place from mapped flash on the C3);
   * /info, /bench, bad values, an overlong line, a non-UTF-8 line and a 12 KB burst get their
     messages and the REPL keeps answering; Ctrl-C stops a story;
@@ -117,7 +118,10 @@ def main():
     for i, (name, (src, args)) in enumerate(bundles.items()):
         bundle = work / f"{name}.ellb"
         run(cli + ["pack", str(src), *args, "-o", str(bundle)], cwd=ROOT)
-        host = run(cli + ["run", str(bundle), "-t", "0", "-n", str(STEPS), "-i", PROMPT], cwd=ROOT)
+        # The C3 has no FPU: it runs int8 models with the fixed-point numerics.
+        numerics = ["--numerics", "fixed"] if name == "int8" else []
+        host = run(cli + ["run", str(bundle), "-t", "0", "-n", str(STEPS), "-i", PROMPT, *numerics],
+                   cwd=ROOT)
         b = Board(qemu, image(name, bundle.read_bytes()), port + i)
         try:
             boot = b.read_until(rb"> $", 120)
@@ -135,6 +139,7 @@ def main():
             if name == "int8":
                 info = b.line("/info")
                 check("/info: placement and cap", "read in place: all" in info and "context cap" in info, info)
+                check("/info: fixed-point numerics on the FPU-less C3", "numerics: fixed" in info, info)
                 bench = b.line("/bench", until=rb"tok/s\)\r\n> $", timeout=600)
                 check("/bench prints only the timing", re.search(r"bench: greedy.*\r\n\d+ tokens in \d+ ms", bench)
                       is not None and "Lily" not in bench, bench[-300:])
@@ -186,7 +191,7 @@ def main():
         import json
         board = json.loads(out)
         host = json.loads(run(cli + ["run", str(work / "int8.ellb"), "-t", "0", "-n", str(STEPS),
-                                     "-i", PROMPT, "--json"], cwd=ROOT))
+                                     "-i", PROMPT, "--json", "--numerics", "fixed"], cwd=ROOT))
         check("esp-llm chat --json equals the host's text", board["text"] == host["text"]
               and board["tokens"] == STEPS, f"\nboard: {board!r}\nhost: {host['text']!r}")
     finally:

@@ -34,7 +34,13 @@ use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
 use esp_llm_board::plan::context_cap;
 use esp_llm_board::summary::Summary;
 use esp_llm_engine::parallel::{Serial, Workers};
-use esp_llm_engine::{kernels, Event, Format, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::fixed::FixedWeights;
+use esp_llm_engine::{
+    kernels, Event, Format, Generator, Numerics, Sampler, Tokenizer, Transformer,
+};
+
+/// Whether this chip lacks a floating-point unit (ESP32-C3/C6: rv32imc/rv32imac).
+const NO_FPU: bool = cfg!(all(target_arch = "riscv32", not(target_feature = "f")));
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -198,11 +204,22 @@ fn prepare(
     let tokenizer = Tokenizer::from_bytes(loaded.bundle.tokenizer, ckpt.config.vocab_size)
         .map_err(|e| format!("tokenizer: {e}"))?;
     let (format, seq_len) = (ckpt.format, ckpt.config.seq_len);
-    let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN);
+    // Chips without an FPU (ESP32-C3/C6) run int8 models in fixed point: on the rv32imac
+    // yardstick 1.45 M instead of ~10 M instructions per token for stories260K (bench/rv32,
+    // docs/performance.md). The tokens then match `esp-llm run --numerics fixed` on the host.
+    let int8 = ckpt.weights.matrices().all(|(_, _, m)| m.group().is_some());
+    let numerics = if NO_FPU && int8 { Numerics::Fixed } else { Numerics::Float };
+    let derived = match numerics {
+        Numerics::Fixed => FixedWeights::size(&ckpt.config, &ckpt.weights),
+        Numerics::Float => 0,
+    };
+    let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN).saturating_sub(derived);
     let mut cap = context_cap(&ckpt.config, &ckpt.weights, budget)
         .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
     let transformer = loop {
-        match Transformer::with_options(ckpt.clone(), Some(cap), kernels::best(), workers()) {
+        let built = Transformer::with_options(ckpt.clone(), Some(cap), kernels::best(), workers())
+            .and_then(|t| t.with_numerics(numerics));
+        match built {
             Ok(t) => break t,
             Err(esp_llm_engine::Error::OutOfMemory { .. }) if cap > 1 => cap -= cap.div_ceil(8),
             Err(e) => return Err(format!("model: {e}")),
@@ -336,8 +353,9 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>, no_model: &str) {
             );
             let _ = writeln!(
                 out,
-                "kernels: {}, workers: {}",
+                "kernels: {}, numerics: {}, workers: {}",
                 m.transformer.kernels().name(),
+                m.transformer.numerics().name(),
                 m.transformer.worker_count()
             );
         }

@@ -100,7 +100,11 @@ impl Rescale {
 
     #[inline(always)]
     fn round_shift(self, p: i64) -> i32 {
-        let r = if self.shift == 0 { p } else { (p + (1i64 << (self.shift - 1))) >> self.shift };
+        let r = if self.shift == 0 {
+            p
+        } else {
+            p.wrapping_add(1i64 << (self.shift - 1)) >> self.shift
+        };
         if r as i32 as i64 == r {
             r as i32
         } else if r < 0 {
@@ -370,12 +374,12 @@ impl FixedWeights {
             .matrices()
             .filter(|(name, _, _)| *name != "token_embedding" || config.shared_classifier)
             .map(|(_, _, m)| match m {
-                Matrix::Q8(q) => q.s.len() * 2,
+                Matrix::Q8(q) => q.s.len().saturating_mul(2),
                 Matrix::F32 { .. } => 0,
             })
-            .sum();
-        let norms = (2 * config.n_layers + 1) * config.dim * 4;
-        scales + norms + config.head_size() / 2 * 4
+            .fold(0usize, usize::saturating_add);
+        let norms = config.n_layers.saturating_mul(2).saturating_add(1).saturating_mul(config.dim);
+        scales.saturating_add(norms.saturating_mul(4)).saturating_add(config.head_size() * 2)
     }
 
     /// Derives the integer parameters; every matrix but the token embedding must be int8.

@@ -248,7 +248,8 @@ fn idot<const G: usize>(w: &[i8], x: &[i8]) -> i32 {
     ival
 }
 
-/// Integer dot products of four rows' groups with one input group, four columns at a time.
+/// Integer dot products of four rows' groups with one input group, four columns at a time
+/// (wrapping, like the scalar twin, for groups long enough to overflow `i32`).
 #[inline(always)]
 fn idot4(x: &[i8], w: [&[i8]; ROWS]) -> [i32; ROWS] {
     let mut iv = [0i32; ROWS];
@@ -261,10 +262,10 @@ fn idot4(x: &[i8], w: [&[i8]; ROWS]) -> [i32; ROWS] {
     for ((((xc, c0), c1), c2), c3) in cols {
         for k in 0..4 {
             let xk = xc[k] as i32;
-            iv[0] += c0[k] as i32 * xk;
-            iv[1] += c1[k] as i32 * xk;
-            iv[2] += c2[k] as i32 * xk;
-            iv[3] += c3[k] as i32 * xk;
+            iv[0] = iv[0].wrapping_add(c0[k] as i32 * xk);
+            iv[1] = iv[1].wrapping_add(c1[k] as i32 * xk);
+            iv[2] = iv[2].wrapping_add(c2[k] as i32 * xk);
+            iv[3] = iv[3].wrapping_add(c3[k] as i32 * xk);
         }
     }
     iv
@@ -620,7 +621,7 @@ mod tests {
             // and drops a last 1. Residues put the product's low bits at 2^37 -+ 2^22, so the
             // sum lands on the tie 2^37 but for the dropped bit.
             for (residue, sign) in [(0x3f_ff80u64, 1.0f32), (0x40_0080, -1.0)] {
-                let mb = ((residue * inv) & 0x7f_ffff) | 0x80_0000;
+                let mb = (residue.wrapping_mul(inv) & 0x7f_ffff) | 0x80_0000;
                 if ma * mb >= 1 << 47 {
                     continue;
                 }
