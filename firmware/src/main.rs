@@ -31,7 +31,7 @@ use esp_hal::time::Instant;
 use esp_hal::uart::{self, Uart};
 use esp_llm_board::command::{self, Command, Settings, HELP};
 use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
-use esp_llm_board::plan::context_cap;
+use esp_llm_board::plan::context_cap_for;
 use esp_llm_board::summary::Summary;
 use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::fixed::FixedWeights;
@@ -214,12 +214,11 @@ fn prepare(
         Numerics::Float => 0,
     };
     let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN).saturating_sub(derived);
-    let mut cap = context_cap(&ckpt.config, &ckpt.weights, budget)
+    let mut cap = context_cap_for(&ckpt.config, &ckpt.weights, budget, numerics)
         .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
     let transformer = loop {
-        let built = Transformer::with_options(ckpt.clone(), Some(cap), kernels::best(), workers())
-            .and_then(|t| t.with_numerics(numerics));
-        match built {
+        let (k, w) = (kernels::best(), workers());
+        match Transformer::with_numerics_options(ckpt.clone(), Some(cap), k, w, numerics) {
             Ok(t) => break t,
             Err(esp_llm_engine::Error::OutOfMemory { .. }) if cap > 1 => cap -= cap.div_ceil(8),
             Err(e) => return Err(format!("model: {e}")),

@@ -6,12 +6,26 @@
 
 use esp_llm_engine::model::{Config, Weights};
 use esp_llm_engine::state::RunState;
+use esp_llm_engine::Numerics;
 
 /// The largest context in `1..=config.seq_len` whose run state fits in `budget` bytes, or
 /// `None` if not even one position fits.
 pub fn context_cap(config: &Config, weights: &Weights<'_>, budget: usize) -> Option<usize> {
+    context_cap_for(config, weights, budget, Numerics::Float)
+}
+
+/// [`context_cap`] for the given numerics (the fixed-point KV cache takes half the bytes, so
+/// about twice the positions fit).
+pub fn context_cap_for(
+    config: &Config,
+    weights: &Weights<'_>,
+    budget: usize,
+    numerics: Numerics,
+) -> Option<usize> {
     let fits = |seq: usize| {
-        RunState::size(config, weights, seq).map(|s| s.total() <= budget).unwrap_or(false)
+        RunState::size_for(config, weights, seq, 1, numerics)
+            .map(|s| s.total() <= budget)
+            .unwrap_or(false)
     };
     if config.seq_len == 0 || !fits(1) {
         return None;
@@ -79,5 +93,28 @@ pub(crate) mod tests {
             let one = RunState::size(c, w, 1).unwrap().total();
             assert_eq!(context_cap(c, w, one - 1), None);
         }
+    }
+
+    /// The fixed-point numerics keep keys and values as `i16`: the same budget holds about
+    /// twice the context (measured 148 -> 290 positions in 200,000 bytes), and the cap is still
+    /// exact.
+    #[test]
+    fn fixed_numerics_fit_about_twice_the_context() {
+        let bytes =
+            std::fs::read(esp_llm_fixtures::shared("models").join("stories260K_q80.bin")).unwrap();
+        let ckpt = Checkpoint::parse(&bytes).unwrap();
+        let (c, w) = (&ckpt.config, &ckpt.weights);
+        let size = |seq, n| RunState::size_for(c, w, seq, 1, n).unwrap();
+        assert_eq!(
+            size(c.seq_len, Numerics::Fixed).kv_cache * 2,
+            size(c.seq_len, Numerics::Float).kv_cache
+        );
+        let budget = 200_000;
+        let float = context_cap_for(c, w, budget, Numerics::Float).unwrap();
+        let fixed = context_cap_for(c, w, budget, Numerics::Fixed).unwrap();
+        // (The attention scores, n_heads * seq_len f32s, also grow with the context.)
+        assert!(fixed * 10 >= float * 19 && fixed <= 2 * float, "{float} -> {fixed}");
+        assert!(size(fixed, Numerics::Fixed).total() <= budget);
+        assert!(size(fixed + 1, Numerics::Fixed).total() > budget);
     }
 }

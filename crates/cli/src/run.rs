@@ -127,10 +127,7 @@ pub fn transformer<'a>(
         None => Pool::available_parallelism(),
     };
     let pool = Pool::new(n).context("starting worker threads")?;
-    let t = Transformer::with_options(ck, None, kernels, Box::new(pool))?;
-    if numerics == Numerics::Fixed {
-        return Ok(t.with_numerics(numerics)?);
-    }
+    let t = Transformer::with_numerics_options(ck, None, kernels, Box::new(pool), numerics)?;
     Ok(t.with_prefill(esp_llm_engine::forward::DEFAULT_PREFILL)?)
 }
 
@@ -146,7 +143,7 @@ pub fn check_memory(
         Numerics::Float => (esp_llm_engine::forward::DEFAULT_PREFILL, 0),
         Numerics::Fixed => (1, FixedWeights::size(c, &ck.weights)),
     };
-    let state = RunState::size_batched(c, &ck.weights, c.seq_len, batch)?;
+    let state = RunState::size_for(c, &ck.weights, c.seq_len, batch, numerics)?;
     let weights = ck.weights.bytes() + derived;
     let need = (weights + state.total()) as u64;
     let parts = format!(

@@ -80,6 +80,19 @@ impl<'a> Transformer<'a> {
         kernels: &'a dyn Kernels,
         workers: Box<dyn Workers + 'a>,
     ) -> Result<Self> {
+        Self::with_numerics_options(checkpoint, seq_len, kernels, workers, Numerics::Float)
+    }
+
+    /// [`Transformer::with_options`] with the given numerics from the start, so that the run
+    /// state is allocated once at its size for them ([`RunState::size_for`]; the fixed-point
+    /// KV cache takes half the float one).
+    pub fn with_numerics_options(
+        checkpoint: Checkpoint<'a>,
+        seq_len: Option<usize>,
+        kernels: &'a dyn Kernels,
+        workers: Box<dyn Workers + 'a>,
+        numerics: Numerics,
+    ) -> Result<Self> {
         let mut config = checkpoint.config;
         if let Some(cap) = seq_len {
             if cap == 0 {
@@ -92,13 +105,17 @@ impl<'a> Transformer<'a> {
             config.seq_len = config.seq_len.min(cap);
         }
         let weights = checkpoint.weights;
-        let state = RunState::new(&config, &weights, config.seq_len)?;
+        let fixed = match numerics {
+            Numerics::Float => None,
+            Numerics::Fixed => Some(FixedWeights::new(&config, &weights)?),
+        };
+        let state = RunState::new_for(&config, &weights, config.seq_len, 1, numerics)?;
         let hs = config.head_size();
         let rope_freq = (0..hs)
             .step_by(2)
             .map(|head_dim| 1.0f32 / libm::powf(10000.0f32, head_dim as f32 / hs as f32))
             .collect();
-        Ok(Transformer { config, weights, state, kernels, workers, rope_freq, fixed: None })
+        Ok(Transformer { config, weights, state, kernels, workers, rope_freq, fixed })
     }
 
     /// Lets [`Transformer::prefill`] run up to `batch` prompt positions through each layer at
@@ -106,7 +123,8 @@ impl<'a> Transformer<'a> {
     /// state (fallibly), which then takes `batch` times the per-position activations; the KV
     /// cache is cleared. `batch` 1 is the default (no extra memory).
     pub fn with_prefill(mut self, batch: usize) -> Result<Self> {
-        let batch = batch.max(1);
+        // The fixed-point path runs one position at a time: nothing to batch.
+        let batch = if self.fixed.is_some() { 1 } else { batch.max(1) };
         if batch != self.state.batch {
             self.state =
                 RunState::new_batched(&self.config, &self.weights, self.config.seq_len, batch)?;
@@ -115,13 +133,21 @@ impl<'a> Transformer<'a> {
     }
 
     /// Switches to the given numerics. [`Numerics::Fixed`] derives the integer parameters
-    /// ([`FixedWeights::size`] bytes) and needs int8 matrices; start from position 0 after
-    /// switching (the KV cache holds the other numerics' values).
+    /// ([`FixedWeights::size`] bytes) and needs int8 matrices. The run state is reallocated
+    /// for the new numerics (the old one freed first; a batched prefill state becomes one
+    /// position): start again from position 0. To allocate only once, build with
+    /// [`Transformer::with_numerics_options`].
     pub fn with_numerics(mut self, numerics: Numerics) -> Result<Self> {
+        if numerics == self.numerics() {
+            return Ok(self);
+        }
         self.fixed = match numerics {
             Numerics::Float => None,
             Numerics::Fixed => Some(FixedWeights::new(&self.config, &self.weights)?),
         };
+        self.state = RunState::default();
+        self.state =
+            RunState::new_for(&self.config, &self.weights, self.config.seq_len, 1, numerics)?;
         Ok(self)
     }
 
@@ -142,7 +168,8 @@ impl<'a> Transformer<'a> {
     /// The bytes of run state this transformer holds.
     pub fn state_size(&self) -> StateSize {
         // Cannot fail: the same computation succeeded when the state was allocated.
-        RunState::size_batched(&self.config, &self.weights, self.config.seq_len, self.state.batch)
+        let (c, w, n) = (&self.config, &self.weights, self.numerics());
+        RunState::size_for(c, w, c.seq_len, self.state.batch, n)
             .unwrap_or(StateSize { kv_cache: 0, activations: 0 })
     }
 

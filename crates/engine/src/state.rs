@@ -5,13 +5,15 @@
 //! never allocates.
 
 use crate::error::{Error, Result};
+use crate::forward::Numerics;
 use crate::model::{Config, Weights};
 use alloc::vec::Vec;
 
 /// Byte sizes of the parts of a run state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateSize {
-    /// Key and value caches: `2 * n_layers * seq_len * kv_dim * 4`.
+    /// Key and value caches: `2 * n_layers * seq_len * kv_dim * 4` (`* 2` with the fixed-point
+    /// numerics, whose cache holds `i16`).
     pub kv_cache: usize,
     /// Activation buffers, attention scores, logits and int8 scratch.
     pub activations: usize,
@@ -26,10 +28,13 @@ impl StateSize {
 
 /// Buffers used by one forward pass over a batch of up to `batch` consecutive positions
 /// (batched prompt prefill); per-position buffers hold `batch` rows one after the other.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RunState {
     /// Positions per batch (1 unless prefill was enabled).
     pub batch: usize,
+    /// The numerics the buffers are laid out for (the fixed-point path reads them as `i32`
+    /// and the KV cache as `i16`, which then takes half the bytes).
+    pub numerics: Numerics,
     /// (batch, dim) activation at the current time stamp.
     pub x: Vec<f32>,
     /// (batch, dim) same, inside a residual branch.
@@ -46,7 +51,7 @@ pub struct RunState {
     pub att: Vec<f32>,
     /// (vocab_size) output logits.
     pub logits: Vec<f32>,
-    /// (layer, seq_len, kv_dim) key cache.
+    /// (layer, seq_len, kv_dim) key cache (f32; or `i16` pairs with the fixed numerics).
     pub key_cache: Vec<f32>,
     /// (layer, seq_len, kv_dim) value cache.
     pub value_cache: Vec<f32>,
@@ -101,8 +106,29 @@ impl RunState {
         seq_len: usize,
         batch: usize,
     ) -> Result<StateSize> {
+        Self::size_for(config, weights, seq_len, batch, Numerics::Float)
+    }
+
+    /// f32 values per KV cache (keys or values) of `values` entries with these numerics.
+    fn kv_floats(values: usize, numerics: Numerics) -> usize {
+        match numerics {
+            Numerics::Float => values,
+            Numerics::Fixed => values.div_ceil(2),
+        }
+    }
+
+    /// Bytes a run state needs with the given numerics (the fixed-point path's KV cache holds
+    /// `i16`, half the float one).
+    pub fn size_for(
+        config: &Config,
+        weights: &Weights<'_>,
+        seq_len: usize,
+        batch: usize,
+        numerics: Numerics,
+    ) -> Result<StateSize> {
         let c = config;
-        let kv = checked("KV cache", &[2, c.n_layers, seq_len, c.kv_dim(), 4])?;
+        let values = checked("KV cache", &[c.n_layers, seq_len, c.kv_dim()])?;
+        let kv = checked("KV cache", &[2, Self::kv_floats(values, numerics), 4])?;
         let (stride, scales) = q8_scratch(weights);
         let per_pos = [4 * c.dim, 2 * c.hidden_dim, scales, c.head_size()]
             .iter()
@@ -131,13 +157,25 @@ impl RunState {
         seq_len: usize,
         batch: usize,
     ) -> Result<Self> {
+        Self::new_for(config, weights, seq_len, batch, Numerics::Float)
+    }
+
+    /// Allocates the state (fallibly) for the given numerics.
+    pub fn new_for(
+        config: &Config,
+        weights: &Weights<'_>,
+        seq_len: usize,
+        batch: usize,
+        numerics: Numerics,
+    ) -> Result<Self> {
         let batch = batch.max(1);
-        Self::size_batched(config, weights, seq_len, batch)?;
+        Self::size_for(config, weights, seq_len, batch, numerics)?;
         let c = config;
-        let kv = c.n_layers * seq_len * c.kv_dim();
+        let kv = Self::kv_floats(c.n_layers * seq_len * c.kv_dim(), numerics);
         let (stride, scales) = q8_scratch(weights);
         Ok(RunState {
             batch,
+            numerics,
             x: zeros("activations", batch * c.dim)?,
             xb: zeros("activations", batch * c.dim)?,
             xb2: zeros("activations", batch * c.dim)?,

@@ -271,6 +271,15 @@ fn idot4(x: &[i8], w: [&[i8]; ROWS]) -> [i32; ROWS] {
     iv
 }
 
+/// The four rows of a block of `ROWS * len` values.
+#[inline(always)]
+fn quad<T>(block: &[T], len: usize) -> [&[T]; ROWS] {
+    let (a, rest) = block.split_at(len);
+    let (b, rest) = rest.split_at(len);
+    let (c, d) = rest.split_at(len);
+    [a, b, c, d]
+}
+
 /// [`Scalar::matmul_q8`] with a compile-time group size, four rows per pass.
 fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32]) {
     let stride = xq.len();
@@ -283,12 +292,8 @@ fn q8_rows<const G: usize>(out: &mut [f32], wq: &[i8], ws: &[f32], xq: &[i8], xs
     for (o, (wr, sr)) in
         (&mut outs).zip(wq.chunks_exact(ROWS * stride).zip(ws.chunks_exact(ROWS * groups)))
     {
-        let (w0, wr) = wr.split_at(stride);
-        let (w1, wr) = wr.split_at(stride);
-        let (w2, w3) = wr.split_at(stride);
-        let (s0, sr) = sr.split_at(groups);
-        let (s1, sr) = sr.split_at(groups);
-        let (s2, s3) = sr.split_at(groups);
+        let [w0, w1, w2, w3] = quad(wr, stride);
+        let [s0, s1, s2, s3] = quad(sr, groups);
         let mut acc = [0.0f32; ROWS];
         let it = xq
             .chunks_exact(G)
@@ -530,12 +535,8 @@ fn q8_fixed_rows(out: &mut [i32], wq: &[i8], ws: &[i16], xq: &[i8], group: usize
     for (o, (wr, sr)) in
         (&mut outs).zip(wq.chunks_exact(ROWS * stride).zip(ws.chunks_exact(ROWS * groups)))
     {
-        let (w0, wr) = wr.split_at(stride);
-        let (w1, wr) = wr.split_at(stride);
-        let (w2, w3) = wr.split_at(stride);
-        let (s0, sr) = sr.split_at(groups);
-        let (s1, sr) = sr.split_at(groups);
-        let (s2, s3) = sr.split_at(groups);
+        let [w0, w1, w2, w3] = quad(wr, stride);
+        let [s0, s1, s2, s3] = quad(sr, groups);
         let acc = fixed_quad(xq, [w0, w1, w2, w3], [s0, s1, s2, s3], group);
         for (o, a) in o.iter_mut().zip(acc) {
             *o = scale.apply(a);
