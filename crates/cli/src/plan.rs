@@ -65,15 +65,20 @@ pub fn main(a: Args) -> Result<()> {
             flash >> 20
         )
     })?;
+    let kv_precision = match p.numerics {
+        esp_llm_engine::Numerics::Float => "f32",
+        esp_llm_engine::Numerics::Fixed => "i16",
+    };
     if a.json {
         let out = serde_json::json!({
             "model": path.display().to_string(), "format": ck.format.to_string(), "chip": chip.name,
             "psram_bytes": psram, "flash_bytes": flash, "model_partition_bytes": partition,
             "file_bytes": blob.len(), "weights_bytes": needs.weights,
             "activations_bytes": needs.activations,
+            "fixed_point_scales_bytes": if p.numerics == esp_llm_engine::Numerics::Fixed { needs.fixed_bytes } else { 0 },
             "weights": p.weights.name(), "kv_cache": p.kv_cache.name(), "activations": "sram",
             "seq_len": p.seq_len, "model_seq_len": ck.config.seq_len, "kv_cache_bytes": p.kv_bytes,
-            "kv_precision": "f32", "sram_used": p.sram_used, "sram_available": chip.sram_for_data,
+            "kv_precision": kv_precision, "numerics": p.numerics.name(), "sram_used": p.sram_used, "sram_available": chip.sram_for_data,
             "psram_used": p.psram_used, "macs_per_token": p.macs_per_token,
             "psram_bytes_per_token": p.psram_bytes_per_token,
             "flash_bytes_per_token": p.flash_bytes_per_token,
@@ -96,8 +101,11 @@ pub fn main(a: Args) -> Result<()> {
     outln!("{:<12} {:>12}  {}", "part", "size", "lives in");
     outln!("{:<12} {:>12}  {}", "weights", kb(needs.weights), describe(p.weights));
     outln!("{:<12} {:>12}  {}", "activations", kb(needs.activations), describe(Region::Sram));
+    if p.numerics == esp_llm_engine::Numerics::Fixed {
+        outln!("{:<12} {:>12}  {}", "int scales", kb(needs.fixed_bytes), describe(Region::Sram));
+    }
     outln!(
-        "{:<12} {:>12}  {} (f32, {} positions{})",
+        "{:<12} {:>12}  {} ({kv_precision}, {} positions{})",
         "KV cache",
         kb(p.kv_bytes),
         describe(p.kv_cache),
@@ -121,6 +129,12 @@ pub fn main(a: Args) -> Result<()> {
         kb(p.psram_bytes_per_token),
         kb(p.flash_bytes_per_token)
     );
+    if p.numerics == esp_llm_engine::Numerics::Fixed {
+        outln!(
+            "numerics  fixed point (no FPU on {}): tokens as `esp-llm run --numerics fixed`, not llama2.c's",
+            chip.name
+        );
+    }
     outln!(
         "estimate  ~{:.0} tok/s with the portable kernels (cost model: docs/plan.md)",
         p.tok_per_s

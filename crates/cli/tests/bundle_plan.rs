@@ -78,6 +78,16 @@ fn plan_puts_int8_weights_in_s3_sram_and_fp32_elsewhere() {
     assert_eq!(v["weights"], "flash");
     let capped = v["seq_len"].as_u64().unwrap();
     assert!((16..512).contains(&capped), "{capped}");
+    // The C3 has no FPU: an int8 model runs in fixed point, with an i16 KV cache (about twice
+    // the positions of the f32 one the fp32 model gets in the same SRAM).
+    assert_eq!(v["numerics"], "fixed");
+    assert_eq!(v["kv_precision"], "i16");
+    assert!(v["fixed_point_scales_bytes"].as_u64().unwrap() > 0);
+    let f = plan_json(&shared("models").join("stories260K.bin"), "esp32c3");
+    assert_eq!(f["numerics"], "float");
+    assert_eq!(f["kv_precision"], "f32");
+    assert!(capped > f["seq_len"].as_u64().unwrap() * 3 / 2, "{capped} vs {}", f["seq_len"]);
+    assert_eq!(plan_json(&q8, "esp32s3")["numerics"], "float");
 }
 
 #[test]

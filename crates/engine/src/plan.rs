@@ -12,6 +12,8 @@
 //! plus the KV cache up to half the context (the average position of a long story).
 
 use crate::error::{Error, Result};
+use crate::fixed::FixedWeights;
+use crate::forward::Numerics;
 use crate::model::{Config, Matrix, Weights};
 use crate::state::RunState;
 
@@ -60,6 +62,9 @@ pub struct Chip {
     pub f32_cycles_per_mac: f64,
     /// Cycles per int8 multiply-add with the portable kernels.
     pub i8_cycles_per_mac: f64,
+    /// Whether the cores have a floating-point unit. Without one the firmware runs int8 models
+    /// with the fixed-point numerics ([`crate::fixed`]), whose KV cache holds `i16`.
+    pub fpu: bool,
 }
 
 const KB: usize = 1024;
@@ -78,6 +83,7 @@ pub const CHIPS: [Chip; 4] = [
         flash_bw: 30.0e6,
         f32_cycles_per_mac: 4.0,
         i8_cycles_per_mac: 3.0,
+        fpu: true,
     },
     Chip {
         name: "esp32p4",
@@ -90,6 +96,7 @@ pub const CHIPS: [Chip; 4] = [
         flash_bw: 40.0e6,
         f32_cycles_per_mac: 3.0,
         i8_cycles_per_mac: 3.0,
+        fpu: true,
     },
     Chip {
         name: "esp32c6",
@@ -101,7 +108,8 @@ pub const CHIPS: [Chip; 4] = [
         psram_bw: 0.0,
         flash_bw: 20.0e6,
         f32_cycles_per_mac: 60.0,
-        i8_cycles_per_mac: 3.0,
+        i8_cycles_per_mac: 4.0,
+        fpu: false,
     },
     Chip {
         name: "esp32c3",
@@ -113,7 +121,8 @@ pub const CHIPS: [Chip; 4] = [
         psram_bw: 0.0,
         flash_bw: 20.0e6,
         f32_cycles_per_mac: 60.0,
-        i8_cycles_per_mac: 3.0,
+        i8_cycles_per_mac: 4.0,
+        fpu: false,
     },
 ];
 
@@ -138,6 +147,10 @@ pub struct Needs {
     pub activations: usize,
     /// KV cache bytes per position (f32 keys and values, all layers).
     pub kv_per_position: usize,
+    /// The same with the fixed-point numerics (`i16` keys and values).
+    pub kv_per_position_fixed: usize,
+    /// Bytes the fixed-point numerics derive at load (integer scales and norms).
+    pub fixed_bytes: usize,
 }
 
 impl Needs {
@@ -146,6 +159,8 @@ impl Needs {
         // Attention scores grow with the context: size activations at the full context.
         let state = RunState::size(config, weights, config.seq_len)?;
         let kv_per_position = RunState::size(config, weights, 1)?.kv_cache;
+        let kv_per_position_fixed =
+            RunState::size_for(config, weights, 2, 1, Numerics::Fixed)?.kv_cache / 2;
         let (mut macs, mut i8_macs) = (0u64, 0u64);
         for (name, _, m) in weights.matrices() {
             if name == "token_embedding" && weights.wcls.is_some() {
@@ -163,6 +178,8 @@ impl Needs {
             matmul_macs: macs,
             activations: state.activations,
             kv_per_position,
+            kv_per_position_fixed,
+            fixed_bytes: FixedWeights::size(config, weights),
         })
     }
 }
@@ -196,6 +213,9 @@ pub struct Plan {
     pub flash_bytes_per_token: usize,
     /// Estimated tokens per second.
     pub tok_per_s: f64,
+    /// The numerics the firmware will use: fixed point for int8 models on chips without an
+    /// FPU, float otherwise.
+    pub numerics: Numerics,
 }
 
 /// Fewest positions worth running.
@@ -214,11 +234,18 @@ pub fn plan(
     if file_bytes > partition {
         return Err(Error::OutOfMemory { what: "the model partition in flash", bytes: file_bytes });
     }
-    let mut sram_left =
-        chip.sram_for_data.checked_sub(needs.activations).ok_or(Error::OutOfMemory {
-            what: "activations in internal SRAM",
-            bytes: needs.activations,
-        })?;
+    let numerics =
+        if !chip.fpu && needs.int8_fraction >= 1.0 { Numerics::Fixed } else { Numerics::Float };
+    // The fixed-point numerics keep their integer scales in SRAM beside the activations.
+    let (sram_fixed, kv_per_position) = match numerics {
+        Numerics::Fixed => (needs.fixed_bytes, needs.kv_per_position_fixed),
+        Numerics::Float => (0, needs.kv_per_position),
+    };
+    let sram_need = needs.activations.saturating_add(sram_fixed);
+    let mut sram_left = chip
+        .sram_for_data
+        .checked_sub(sram_need)
+        .ok_or(Error::OutOfMemory { what: "activations in internal SRAM", bytes: sram_need })?;
     let mut psram_left = psram;
     let weights = if needs.weights <= sram_left {
         sram_left -= needs.weights;
@@ -229,7 +256,7 @@ pub fn plan(
     } else {
         Region::Flash
     };
-    let want = needs.kv_per_position.saturating_mul(seq_len);
+    let want = kv_per_position.saturating_mul(seq_len);
     let (kv_cache, ctx) = if want <= sram_left {
         (Region::Sram, seq_len)
     } else if want <= psram_left {
@@ -240,28 +267,34 @@ pub fn plan(
         } else {
             (Region::Sram, sram_left)
         };
-        let fit = room / needs.kv_per_position.max(1);
+        let fit = room / kv_per_position.max(1);
         if fit < MIN_CONTEXT {
             return Err(Error::OutOfMemory {
                 what: "a KV cache of 16 positions",
-                bytes: needs.kv_per_position * MIN_CONTEXT,
+                bytes: kv_per_position * MIN_CONTEXT,
             });
         }
         (region, fit)
     };
-    let kv_bytes = needs.kv_per_position * ctx;
+    let kv_bytes = kv_per_position * ctx;
     let sram_used =
         chip.sram_for_data - sram_left + if kv_cache == Region::Sram { kv_bytes } else { 0 };
     let psram_used = psram - psram_left + if kv_cache == Region::Psram { kv_bytes } else { 0 };
 
     // Per token: every weight once, the KV cache up to half the context.
     let kv_read = kv_bytes / 2;
-    let attn_macs = (kv_read / 4) as u64; // one MAC per cached f32 (scores and weighted sum)
+    // One MAC per cached value read (scores and weighted sum): f32, or i16 in fixed point,
+    // where attention is integer arithmetic too.
+    let (value_bytes, attn_cpm) = match numerics {
+        Numerics::Fixed => (2, chip.i8_cycles_per_mac),
+        Numerics::Float => (4, chip.f32_cycles_per_mac),
+    };
+    let attn_macs = (kv_read / value_bytes) as u64;
     let macs = needs.matmul_macs + attn_macs;
     let cpm = needs.int8_fraction * chip.i8_cycles_per_mac
         + (1.0 - needs.int8_fraction) * chip.f32_cycles_per_mac;
     let speedup = if chip.cores > 1 { TWO_CORE_SPEEDUP } else { 1.0 };
-    let compute = (needs.matmul_macs as f64 * cpm + attn_macs as f64 * chip.f32_cycles_per_mac)
+    let compute = (needs.matmul_macs as f64 * cpm + attn_macs as f64 * attn_cpm)
         / (chip.mhz as f64 * 1e6 * speedup);
     let from = |r: Region| {
         (if weights == r { needs.weights } else { 0 }) + if kv_cache == r { kv_read } else { 0 }
@@ -283,5 +316,6 @@ pub fn plan(
         psram_bytes_per_token: psram_bytes,
         flash_bytes_per_token: flash_bytes,
         tok_per_s: 1.0 / (compute + mem),
+        numerics,
     })
 }
