@@ -45,6 +45,13 @@ while read -r isa model base; do
       diff <(echo "$want") <(echo "$got") || true
     fi
   done
+  if [ "$model" = q8fx ]; then
+    if grep -q '^kernel_check: .* equal to scalar' "$out"; then
+      pass "$isa $model: $(sed -n 's/^kernel_check: //p' "$out") (fixed-point kernel on RV32)"
+    else
+      fail "$isa $model: no kernel check line"
+    fi
+  fi
   ipt=$(sed -n 's/^instret_per_token: //p' "$out")
   limit=$(( base + base * tolerance_pct / 100 ))
   if [ "$ipt" -le "$limit" ]; then
@@ -58,7 +65,7 @@ while read -r isa model base; do
 done < <(grep -E '^\| (imac|imafc) \| (fp32|q80|q8fx) \| [0-9]+ \|' "$here/../../docs/performance.md" \
   | awk -F'|' '{ gsub(/ /, ""); print $2, $3, $4 }')
 
-if [ "$passed" -lt 18 ]; then
+if [ "$passed" -lt 20 ]; then
   fail "expected 6 configurations in docs/performance.md (found $passed checks)"
 fi
 echo "rv32: $passed passed, $failed failed"

@@ -18,6 +18,7 @@ extern crate alloc;
 pub mod report;
 
 use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::alloc::{GlobalAlloc, Layout};
 use core::arch::{asm, global_asm};
@@ -350,12 +351,68 @@ pub fn run_with(name: &str, model: &'static Aligned<[u8]>, numerics: Numerics) -
     exit(code)
 }
 
+/// The fixed-point int8 kernel of `kernels::best()` (on RV32 an assembly loop) against the
+/// scalar loop on pseudo-random shapes and values, including -128/127 extremes and groups that
+/// take the fallback paths. Prints the number of cases; any difference is an error (exit 1).
+fn check_fixed_kernel(c: &mut Console) -> Result<(), esp_llm_engine::Error> {
+    let mut seed = 0x9E37_79B9u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let best = kernels::best();
+    let mut cases = 0;
+    for group in [8usize, 16, 24, 32, 64, 4, 12] {
+        for groups in 1..4 {
+            for rows in [1usize, 4, 7, 8, 13] {
+                let stride = group * groups;
+                let byte = |v: u32| match v % 16 {
+                    0 => -128i8,
+                    1 => 127,
+                    _ => (v >> 8) as i8,
+                };
+                let wq: Vec<i8> = (0..rows * stride).map(|_| byte(next())).collect();
+                let xq: Vec<i8> = (0..stride).map(|_| byte(next())).collect();
+                let ws: Vec<i16> = (0..rows * groups).map(|_| (next() >> 16) as i16).collect();
+                let scale = esp_llm_engine::kernels::Rescale {
+                    m: (next() >> 17) as i32,
+                    shift: next() % 40,
+                };
+                let (mut a, mut b) = (vec![0i32; rows], vec![1i32; rows]);
+                esp_llm_engine::kernels::scalar::matmul_q8_fixed(
+                    &mut a, &wq, &ws, &xq, group, scale,
+                );
+                best.matmul_q8_fixed(&mut b, &wq, &ws, &xq, group, scale);
+                if a != b {
+                    let _ = writeln!(
+                        c,
+                        "kernel_check: group {group} x{groups} rows {rows}: {a:?} != {b:?}"
+                    );
+                    return Err(esp_llm_engine::Error::BadLength {
+                        what: "fixed-point kernel check",
+                        expected: 0,
+                        got: 1,
+                    });
+                }
+                cases += 1;
+            }
+        }
+    }
+    let _ = writeln!(c, "kernel_check: {} equal to scalar in {cases} cases", best.name());
+    Ok(())
+}
+
 fn bench(
     c: &mut Console,
     name: &str,
     model: &'static [u8],
     numerics: Numerics,
 ) -> Result<(), esp_llm_engine::Error> {
+    if numerics == Numerics::Fixed {
+        check_fixed_kernel(c)?;
+    }
     let t_start = instret();
     let ckpt = Checkpoint::parse(model)?;
     let vocab = ckpt.config.vocab_size;
