@@ -98,6 +98,8 @@ def main():
                "--model", str(work / "base.ellb"), "-o", str(base)], cwd=ROOT)
     bundles = {
         "int8": (models / "stories260K_q80.bin", []),
+        # packed from fp32 with pack's default groups of 32: small integer scales
+        "int8-g32": (models / "stories260K.bin", ["--quant", "q8"]),
         "fp32": (models / "stories260K.bin", ["--quant", "f32"]),
     }
     results = []
@@ -119,7 +121,7 @@ def main():
         bundle = work / f"{name}.ellb"
         run(cli + ["pack", str(src), *args, "-o", str(bundle)], cwd=ROOT)
         # The C3 has no FPU: it runs int8 models with the fixed-point numerics.
-        numerics = ["--numerics", "fixed"] if name == "int8" else []
+        numerics = ["--numerics", "fixed"] if name.startswith("int8") else []
         host = run(cli + ["run", str(bundle), "-t", "0", "-n", str(STEPS), "-i", PROMPT, *numerics],
                    cwd=ROOT)
         b = Board(qemu, image(name, bundle.read_bytes()), port + i)
@@ -136,10 +138,17 @@ def main():
                   f"\nboard: {story!r}\nhost:  {host!r}")
             check(f"{name}: summary line", re.search(rb"\d+ tokens in \d+ ms \([\d.]+ tok/s\)",
                                                       out.encode()) is not None, out[-200:])
+            if name == "int8-g32":
+                info = b.line("/info")
+                cap = re.search(r"context cap .*", info)
+                check("int8-g32: fixed numerics", "numerics: fixed" in info, info)
+                print(f"     {cap.group(0).strip() if cap else 'no context cap line'}", flush=True)
             if name == "int8":
                 info = b.line("/info")
                 check("/info: placement and cap", "read in place: all" in info and "context cap" in info, info)
                 check("/info: fixed-point numerics on the FPU-less C3", "numerics: fixed" in info, info)
+                cap = re.search(r"context cap .*", info)
+                print(f"     {cap.group(0).strip() if cap else 'no context cap line'}", flush=True)
                 bench = b.line("/bench", until=rb"tok/s\)\r\n> $", timeout=600)
                 check("/bench prints only the timing", re.search(r"bench: greedy.*\r\n\d+ tokens in \d+ ms", bench)
                       is not None and "Lily" not in bench, bench[-300:])

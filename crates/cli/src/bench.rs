@@ -114,6 +114,7 @@ pub fn main(a: Args) -> Result<()> {
             "model": path.display().to_string(),
             "format": format.to_string(),
             "kernels": t.kernels().name(),
+            "numerics": t.numerics().name(),
             "threads": t.worker_count(),
             "prefill_batch": t.prefill_batch(),
             "prompt_tokens": a.prompt,
@@ -127,9 +128,10 @@ pub fn main(a: Args) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "{} ({format}), kernels {}, {} thread(s), prefill batch {}, median of {} runs",
+            "{} ({format}), kernels {}, numerics {}, {} thread(s), prefill batch {}, median of {} runs",
             path.display(),
             t.kernels().name(),
+            t.numerics().name(),
             t.worker_count(),
             t.prefill_batch(),
             a.runs

@@ -105,11 +105,14 @@ impl<'a> Transformer<'a> {
             config.seq_len = config.seq_len.min(cap);
         }
         let weights = checkpoint.weights;
+        // The run state's big blocks first, the integer scales' small ones after: on a chip
+        // whose heap is split into regions, small blocks allocated first could take the room
+        // a KV cache needs in one piece.
+        let state = RunState::new_for(&config, &weights, config.seq_len, 1, numerics)?;
         let fixed = match numerics {
             Numerics::Float => None,
             Numerics::Fixed => Some(FixedWeights::new(&config, &weights)?),
         };
-        let state = RunState::new_for(&config, &weights, config.seq_len, 1, numerics)?;
         let hs = config.head_size();
         let rope_freq = (0..hs)
             .step_by(2)
