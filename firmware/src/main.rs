@@ -207,8 +207,8 @@ fn prepare(
     // Chips without an FPU (ESP32-C3/C6) run int8 models in fixed point: on the rv32imac
     // yardstick 1.45 M instead of ~10 M instructions per token for stories260K (bench/rv32,
     // docs/performance.md). The tokens then match `esp-llm run --numerics fixed` on the host.
-    let int8 = ckpt.weights.matrices().all(|(_, _, m)| m.group().is_some());
-    let numerics = if NO_FPU && int8 { Numerics::Fixed } else { Numerics::Float };
+    let fixed = NO_FPU && esp_llm_engine::fixed::supports(&ckpt.weights);
+    let numerics = if fixed { Numerics::Fixed } else { Numerics::Float };
     let derived = match numerics {
         Numerics::Fixed => FixedWeights::size(&ckpt.config, &ckpt.weights),
         Numerics::Float => 0,

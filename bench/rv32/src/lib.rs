@@ -353,8 +353,8 @@ pub fn run_with(name: &str, model: &'static Aligned<[u8]>, numerics: Numerics) -
 
 /// The fixed-point int8 kernel of `kernels::best()` (on RV32 an assembly loop) against the
 /// scalar loop on pseudo-random shapes and values, including -128/127 extremes and groups that
-/// take the fallback paths. Prints the number of cases; any difference is an error (exit 1).
-fn check_fixed_kernel(c: &mut Console) -> Result<(), esp_llm_engine::Error> {
+/// take the fallback paths. Prints the number of cases, or the first difference and `false`.
+fn check_fixed_kernel(c: &mut Console) -> bool {
     let mut seed = 0x9E37_79B9u32;
     let mut next = move || {
         seed ^= seed << 13;
@@ -390,18 +390,14 @@ fn check_fixed_kernel(c: &mut Console) -> Result<(), esp_llm_engine::Error> {
                         c,
                         "kernel_check: group {group} x{groups} rows {rows}: {a:?} != {b:?}"
                     );
-                    return Err(esp_llm_engine::Error::BadLength {
-                        what: "fixed-point kernel check",
-                        expected: 0,
-                        got: 1,
-                    });
+                    return false;
                 }
                 cases += 1;
             }
         }
     }
     let _ = writeln!(c, "kernel_check: {} equal to scalar in {cases} cases", best.name());
-    Ok(())
+    true
 }
 
 fn bench(
@@ -410,8 +406,9 @@ fn bench(
     model: &'static [u8],
     numerics: Numerics,
 ) -> Result<(), esp_llm_engine::Error> {
-    if numerics == Numerics::Fixed {
-        check_fixed_kernel(c)?;
+    if numerics == Numerics::Fixed && !check_fixed_kernel(c) {
+        c.flush();
+        exit(3); // a wrong kernel: no figure is worth printing
     }
     let t_start = instret();
     let ckpt = Checkpoint::parse(model)?;
@@ -429,7 +426,7 @@ fn bench(
     #[cfg(not(feature = "phases"))]
     let kern: &'static dyn Kernels = chosen;
     let mut transformer =
-        Transformer::with_options(ckpt, None, kern, Box::new(Serial))?.with_numerics(numerics)?;
+        Transformer::with_numerics_options(ckpt, None, kern, Box::new(Serial), numerics)?;
     let tokenizer = Tokenizer::from_bytes(TOKENIZER, vocab)?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0)?;
     let prompt = tokenizer.encode(PROMPT);

@@ -3,6 +3,7 @@
 use crate::files;
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::eval::{compare, Agreement};
+use esp_llm_engine::parallel::Serial;
 use esp_llm_engine::{Checkpoint, Tokenizer, Transformer};
 use std::path::PathBuf;
 
@@ -60,7 +61,8 @@ pub fn main(a: Args) -> Result<()> {
         .with_context(|| format!("{}", tok_path.display()))?;
     let (rf, cf) = (rc.format, cc.format);
     let mut reference = Transformer::new(rc)?;
-    let mut candidate = Transformer::new(cc)?.with_numerics(a.numerics.into())?;
+    let (k, serial) = (esp_llm_engine::kernels::best(), Box::new(Serial));
+    let mut candidate = Transformer::with_numerics_options(cc, None, k, serial, a.numerics.into())?;
     let prompts: Vec<String> = if a.prompts.is_empty() {
         DEFAULT_PROMPTS.iter().map(|s| s.to_string()).collect()
     } else {

@@ -81,21 +81,29 @@ impl Rescale {
         }
     }
 
-    /// `round(s * m / 2^shift)` (half up), saturated to `i32`. The product wraps for
-    /// `|s| >= 2^48`, which int8 rows cannot reach (a group sum is below 2^21 for groups up to
-    /// 64, times an `i16` scale, times at most 2^11 groups).
+    /// `round(s * m / 2^shift)` (half up), saturated to `i32`, with `m` taken in
+    /// `0..=2^15` (the range [`Rescale::from_f32`] gives; other values are clamped, the same
+    /// way as in [`Rescale::apply_group`]). The product wraps for `|s| >= 2^48`, which int8
+    /// rows cannot reach (a group sum is below 2^21 for groups up to 64, times an `i16` scale,
+    /// times at most 2^11 groups).
     #[inline]
     pub fn apply(self, s: i64) -> i32 {
-        // `m` as u32 first: its upper half is known zero, one multiply fewer on 32-bit cores.
-        self.round_shift(s.wrapping_mul(self.m as u32 as i64))
+        self.round_shift(s.wrapping_mul(self.mantissa() as i64))
     }
 
     /// `apply(iv * ws)`, the same value for a row of one group, with 32-bit multiplies only
     /// (`ws * m` fits in `i32`): cheaper on RV32.
     #[inline]
     pub fn apply_group(self, iv: i32, ws: i16) -> i32 {
-        let c = ws as i32 * self.m.clamp(0, 1 << 15);
+        let c = ws as i32 * self.mantissa();
         self.round_shift(iv as i64 * c as i64)
+    }
+
+    /// `m` clamped to `0..=2^15`: non-negative (one multiply fewer on 32-bit cores) and small
+    /// enough for `ws * m` to fit in `i32`.
+    #[inline(always)]
+    fn mantissa(self) -> i32 {
+        self.m.clamp(0, 1 << 15)
     }
 
     #[inline(always)]
@@ -203,17 +211,15 @@ fn to_q30(v: f32) -> i32 {
 /// software `i32 -> f32` routine of cores without an FPU); larger values take the conversion.
 #[inline]
 pub fn q16_to_f32(v: i32) -> f32 {
-    // With an FPU (hosts, rv32imafc) the conversion instruction is cheaper.
-    if !cfg!(any(target_arch = "riscv32", target_arch = "riscv64")) || cfg!(target_feature = "f") {
-        let f = v as f32;
-        return if v == 0 { 0.0 } else { f32::from_bits(f.to_bits() - (FRAC << 23)) };
-    }
     let mut a = v.unsigned_abs();
     if a == 0 {
         return 0.0;
     }
-    if a >= 1 << 24 {
-        let f = v as f32; // |f| >= 2^24, so the exponent stays normal after -16
+    // With an FPU (hosts, rv32imafc) the conversion instruction is cheaper.
+    let fpu =
+        !cfg!(any(target_arch = "riscv32", target_arch = "riscv64")) || cfg!(target_feature = "f");
+    if fpu || a >= 1 << 24 {
+        let f = v as f32; // |f| >= 1, so the exponent stays normal after -16
         return f32::from_bits(f.to_bits() - (FRAC << 23));
     }
     let mut n = 0; // leading zeros of a
@@ -336,15 +342,12 @@ struct FixedLayer {
 }
 
 /// What the fixed-point pass derives from the weights at load: integer RMSNorm weights and
-/// group scales, RoPE frequencies and `1/sqrt(head_size)`. The int8 values themselves are
-/// used in place.
+/// group scales, and `1/sqrt(head_size)`. The int8 values themselves are used in place.
 #[derive(Debug, Clone)]
 pub struct FixedWeights {
-    config: Config,
     layers: Vec<FixedLayer>,
     rms_final: Vec<i32>,
     cls: IntScales,
-    rope_freq: Vec<f32>,
     /// `1/sqrt(head_size)` in Q16.
     inv_sqrt_hs: i32,
 }
@@ -367,6 +370,17 @@ fn q16_vec(w: &Floats<'_>) -> Result<Vec<i32>> {
     Ok(v)
 }
 
+/// Whether the fixed-point numerics can run these weights: every layer matrix and the
+/// classifier int8 (the token embedding may be f32 when the classifier is separate).
+pub fn supports(weights: &Weights<'_>) -> bool {
+    let q8 = |m: &Matrix<'_>| matches!(m, Matrix::Q8(_));
+    q8(weights.classifier())
+        && weights
+            .layers
+            .iter()
+            .all(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3].into_iter().all(q8))
+}
+
 impl FixedWeights {
     /// Bytes [`FixedWeights::new`] allocates for these weights.
     pub fn size(config: &Config, weights: &Weights<'_>) -> usize {
@@ -379,7 +393,7 @@ impl FixedWeights {
             })
             .fold(0usize, usize::saturating_add);
         let norms = config.n_layers.saturating_mul(2).saturating_add(1).saturating_mul(config.dim);
-        scales.saturating_add(norms.saturating_mul(4)).saturating_add(config.head_size() * 2)
+        scales.saturating_add(norms.saturating_mul(4))
     }
 
     /// Derives the integer parameters; every matrix but the token embedding must be int8.
@@ -402,23 +416,16 @@ impl FixedWeights {
                 w3: IntScales::new(q8(&l.w3, "w3")?)?,
             });
         }
-        let hs = config.head_size();
-        let rope_freq = (0..hs)
-            .step_by(2)
-            .map(|head_dim| 1.0f32 / libm::powf(10000.0f32, head_dim as f32 / hs as f32))
-            .collect();
         Ok(FixedWeights {
-            config: *config,
             layers,
             rms_final: q16_vec(&weights.rms_final_weight)?,
             cls: IntScales::new(q8(weights.classifier(), "classifier")?)?,
-            rope_freq,
-            inv_sqrt_hs: to_q16(1.0 / libm::sqrtf(hs as f32)),
+            inv_sqrt_hs: to_q16(1.0 / libm::sqrtf(config.head_size() as f32)),
         })
     }
 }
 
-/// `out = m · x` for the int8 matrix `m` whose input `xq` was quantized with step `x_step`
+/// `out = m · x` for the int8 matrix `m` whose input `xq` was quantized with step `step`
 /// (Q16 units, times any folded normalization).
 /// (An f32 matrix, which [`FixedWeights::new`] refuses, gives zeros.)
 fn matmul(k: &dyn Kernels, out: &mut [i32], m: &Matrix<'_>, s: &IntScales, xq: &[i8], step: f32) {
@@ -520,16 +527,19 @@ fn attend_any(q: &[i32], k: &[i16], v: &[i16], kv_dim: usize, att: &mut [i32], o
 }
 
 /// One position through the model in fixed point; writes the logits (f32) when `logits`.
+/// `rope_freq` are the transformer's RoPE inverse frequencies (`head_size / 2`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn step(
     fw: &FixedWeights,
+    c: &Config,
     w: &Weights<'_>,
+    rope_freq: &[f32],
     state: &mut RunState,
     kernels: &dyn Kernels,
     token: u32,
     pos: usize,
     logits: bool,
 ) {
-    let c = &fw.config;
     let (dim, hidden_dim, hs) = (c.dim, c.hidden_dim, c.head_size());
     let (kv_dim, kv_mul, seq_len) = (c.kv_dim(), c.kv_mul(), c.seq_len);
     let half = hs / 2;
@@ -539,7 +549,7 @@ pub(crate) fn step(
         *v = f32::from_bits(to_q16(e) as u32);
     }
     // RoPE angles of this position, Q30.
-    for (i, f) in fw.rope_freq.iter().enumerate().take(half) {
+    for (i, f) in rope_freq.iter().enumerate().take(half) {
         let val = pos as f32 * f;
         state.rope_cos[i] = f32::from_bits(to_q30(libm::cosf(val)) as u32);
         state.rope_sin[i] = f32::from_bits(to_q30(libm::sinf(val)) as u32);
@@ -684,6 +694,12 @@ mod tests {
             // 15 significant bits of the multiplier, and rounding.
             prop_assert!((got - clamped).abs() <= clamped.abs() * 6.2e-5 + 1.0,
                 "{s} * {f}: {got} vs {want}");
+        }
+
+        #[test]
+        fn apply_group_is_apply(iv in any::<i32>(), ws in any::<i16>(), m in any::<i32>(), shift in 0u32..63) {
+            let r = Rescale { m, shift };
+            prop_assert_eq!(r.apply_group(iv, ws), r.apply(iv as i64 * ws as i64));
         }
 
         #[test]

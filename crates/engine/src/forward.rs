@@ -228,8 +228,8 @@ impl<'a> Transformer<'a> {
         if let Some(fw) = &self.fixed {
             for (b, &token) in tokens.iter().enumerate() {
                 let last = logits && b + 1 == nb;
-                let (w, k) = (&self.weights, self.kernels);
-                crate::fixed::step(fw, w, &mut self.state, k, token, pos0 + b, last);
+                let (w, k, rf) = (&self.weights, self.kernels, &self.rope_freq);
+                crate::fixed::step(fw, &c, w, rf, &mut self.state, k, token, pos0 + b, last);
             }
             return;
         }

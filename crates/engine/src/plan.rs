@@ -151,6 +151,8 @@ pub struct Needs {
     pub kv_per_position_fixed: usize,
     /// Bytes the fixed-point numerics derive at load (integer scales and norms).
     pub fixed_bytes: usize,
+    /// Whether the fixed-point numerics can run the model ([`crate::fixed::supports`]).
+    pub fixed_capable: bool,
 }
 
 impl Needs {
@@ -159,6 +161,7 @@ impl Needs {
         // Attention scores grow with the context: size activations at the full context.
         let state = RunState::size(config, weights, config.seq_len)?;
         let kv_per_position = RunState::size(config, weights, 1)?.kv_cache;
+        // (Two positions, halved: one position's i16 values may not fill whole f32 slots.)
         let kv_per_position_fixed =
             RunState::size_for(config, weights, 2, 1, Numerics::Fixed)?.kv_cache / 2;
         let (mut macs, mut i8_macs) = (0u64, 0u64);
@@ -180,6 +183,7 @@ impl Needs {
             kv_per_position,
             kv_per_position_fixed,
             fixed_bytes: FixedWeights::size(config, weights),
+            fixed_capable: crate::fixed::supports(weights),
         })
     }
 }

@@ -5,9 +5,9 @@
 //! stories260K.bin packed as an int8 bundle with groups of 64 (as its build.rs does), run with
 //! `Numerics::Fixed`.
 
+use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::kernels::{Kernels, Scalar, Unrolled};
 use esp_llm_engine::parallel::Serial;
-use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::{
     Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer, Transformer,
 };
@@ -46,8 +46,7 @@ fn run(model_file: &str, kernels: &'static dyn Kernels) -> Result<String, String
     };
     let ckpt = Checkpoint::parse(&model).map_err(|e| e.to_string())?;
     let vocab = ckpt.config.vocab_size;
-    let mut t = Transformer::with_options(ckpt, None, kernels, Box::new(Serial))
-        .and_then(|t| t.with_numerics(numerics))
+    let mut t = Transformer::with_numerics_options(ckpt, None, kernels, Box::new(Serial), numerics)
         .map_err(|e| e.to_string())?;
     let tok = Tokenizer::from_bytes(&tok_bytes, vocab).map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0).map_err(|e| e.to_string())?;
