@@ -4,7 +4,15 @@
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::eval::{compare, Agreement};
 use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::{kernels, Checkpoint, Error, Numerics, Tokenizer, Transformer};
+use esp_llm_engine::{kernels, Checkpoint, Error, Math, Numerics, Options, Tokenizer, Transformer};
+
+fn fixed() -> Options<'static> {
+    Options { numerics: Numerics::Fixed, ..Options::default() }
+}
+
+fn portable() -> Options<'static> {
+    Options { math: Math::Portable, ..Options::default() }
+}
 use esp_llm_fixtures::*;
 
 fn group64_bundle() -> Vec<u8> {
@@ -35,10 +43,7 @@ fn bit_identical_across_kernels_threads_and_prefill() {
         let tok = Tokenizer::from_bytes(&tok_bytes, ck.config.vocab_size).unwrap();
         let ids = tok.encode(b"Once upon a time, there was a little girl named Lily.");
         let reference = {
-            let mut t = Transformer::new(Checkpoint::parse(&bytes).unwrap())
-                .unwrap()
-                .with_numerics(Numerics::Fixed)
-                .unwrap();
+            let mut t = Transformer::new(Checkpoint::parse(&bytes).unwrap(), fixed()).unwrap();
             assert_eq!(t.numerics(), Numerics::Fixed);
             logits(&mut t, &ids, false)
         };
@@ -47,12 +52,8 @@ fn bit_identical_across_kernels_threads_and_prefill() {
                 for prefill in [false, true] {
                     let ck = Checkpoint::parse(&bytes).unwrap();
                     let pool = Box::new(Pool::new(threads).unwrap());
-                    let mut t = Transformer::with_options(ck, None, k, pool)
-                        .unwrap()
-                        .with_prefill(4)
-                        .unwrap()
-                        .with_numerics(Numerics::Fixed)
-                        .unwrap();
+                    let o = Options { kernels: k, workers: pool, prefill: 4, ..fixed() };
+                    let mut t = Transformer::new(ck, o).unwrap();
                     let got = logits(&mut t, &ids, prefill);
                     let want = if prefill { &reference[ids.len() - 1..] } else { &reference[..] };
                     assert!(
@@ -74,12 +75,10 @@ fn follows_the_fp32_model() {
     for (name, bytes) in
         [("stories260K_q80.bin", model_bytes("stories260K_q80.bin")), ("g64", group64_bundle())]
     {
-        let mut reference = Transformer::new(Checkpoint::parse(&fp32).unwrap()).unwrap();
-        let mut float = Transformer::new(Checkpoint::parse(&bytes).unwrap()).unwrap();
-        let mut fixed = Transformer::new(Checkpoint::parse(&bytes).unwrap())
-            .unwrap()
-            .with_numerics(Numerics::Fixed)
-            .unwrap();
+        let mut reference =
+            Transformer::new(Checkpoint::parse(&fp32).unwrap(), portable()).unwrap();
+        let mut float = Transformer::new(Checkpoint::parse(&bytes).unwrap(), portable()).unwrap();
+        let mut fixed = Transformer::new(Checkpoint::parse(&bytes).unwrap(), fixed()).unwrap();
         let (mut a_float, mut a_fixed) = (Agreement::default(), Agreement::default());
         for p in ["Once upon a time", "Lily went to the park", ""] {
             let ids = tok.encode(p.as_bytes());
@@ -102,11 +101,7 @@ fn follows_the_fp32_model() {
 #[test]
 fn fp32_weights_are_refused_with_a_reason() {
     let fp32 = model_bytes("stories260K.bin");
-    let err = Transformer::new(Checkpoint::parse(&fp32).unwrap())
-        .unwrap()
-        .with_numerics(Numerics::Fixed)
-        .err()
-        .unwrap();
+    let err = Transformer::new(Checkpoint::parse(&fp32).unwrap(), fixed()).err().unwrap();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("int8"), "{err}");
 }
