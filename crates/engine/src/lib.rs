@@ -9,6 +9,8 @@
 //! The arithmetic follows llama2.c's `run.c` (fp32) and `runq.c` (int8 Q8_0) operation by
 //! operation, so that the same model, prompt and seed give the same tokens.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
+// Every `unsafe` block says why it is sound, and so does every `unsafe fn` (`# Safety`).
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 extern crate alloc;
 

@@ -137,19 +137,30 @@ fn check_generation_cases(model: &str, engine: &str) -> usize {
     n
 }
 
-/// Largest absolute difference between our logits and a golden 8x512 logits file, feeding
-/// the file's input tokens (once_upon_a_time, greedy).
+/// Largest absolute difference between our logits and a golden logits file, feeding the input
+/// tokens its description (the `.json` beside it) lists.
 fn max_logit_diff(model: &str, logits_file: &str) -> f32 {
     let model = model_bytes(model);
-    let gold = std::fs::read(shared("golden").join(logits_file)).unwrap();
+    let dir = shared("golden");
+    let gold = std::fs::read(dir.join(logits_file)).unwrap();
     let gold: Vec<f32> =
         gold.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let desc = std::fs::read(dir.join(logits_file.replace(".bin", ".json"))).unwrap();
+    let desc: serde_json::Value = serde_json::from_slice(&desc).unwrap();
+    let inputs: Vec<u32> = desc["input_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let vocab = desc["shape"][1].as_u64().unwrap() as usize;
+    assert_eq!(gold.len(), inputs.len() * vocab, "{logits_file}: shape");
     let mut t = Transformer::new(Checkpoint::parse(&model).unwrap(), Options::default()).unwrap();
-    let inputs = [1u32, 403, 407, 261, 378, 432, 383, 286];
     let mut worst = 0.0f32;
     for (p, &tok) in inputs.iter().enumerate() {
         let logits = t.forward(tok, p).unwrap();
-        for (a, b) in logits.iter().zip(&gold[p * 512..(p + 1) * 512]) {
+        assert_eq!(logits.len(), vocab);
+        for (a, b) in logits.iter().zip(&gold[p * vocab..(p + 1) * vocab]) {
             worst = worst.max((a - b).abs());
         }
     }
