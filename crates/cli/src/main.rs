@@ -18,6 +18,7 @@ mod link;
 mod monitor;
 mod pack;
 mod plan;
+mod preview;
 mod quantize;
 mod run;
 mod synth;
@@ -61,6 +62,8 @@ enum Command {
     Synth(synth::Args),
     /// Measure prompt-processing and generation speed (tok/s, median of several runs).
     Bench(bench::Args),
+    /// Render what a board's screen shows for a prompt and settings, into a PNG.
+    Preview(preview::Args),
 }
 
 fn main() {
@@ -79,6 +82,7 @@ fn main() {
         Command::Image(a) => flashing::image(a),
         Command::Synth(a) => synth::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Preview(a) => preview::main(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.
