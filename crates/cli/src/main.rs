@@ -19,6 +19,7 @@ mod link;
 mod monitor;
 mod pack;
 mod plan;
+mod preview;
 mod quantize;
 mod run;
 mod synth;
@@ -64,6 +65,8 @@ enum Command {
     Synth(synth::Args),
     /// Measure prompt-processing and generation speed (tok/s, median of several runs).
     Bench(bench::Args),
+    /// Render what a board's screen shows for a prompt and settings, into a PNG.
+    Preview(preview::Args),
 }
 
 fn main() {
@@ -83,6 +86,7 @@ fn main() {
         Command::Image(a) => flashing::image(a),
         Command::Synth(a) => synth::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Preview(a) => preview::main(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.
