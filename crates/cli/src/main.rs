@@ -10,6 +10,7 @@ macro_rules! outln {
 
 mod bench;
 mod board_chat;
+mod download;
 mod eval;
 mod files;
 mod flashing;
@@ -38,6 +39,8 @@ struct Cli {
 enum Command {
     /// Generate a story (or chat) with a model, like llama2.c's `run`.
     Run(run::Args),
+    /// Download a model by name (stories260K/15M/42M/110M) and its tokenizer from the Hugging Face hub.
+    Download(download::Args),
     /// Show the token ids a text encodes to (BOS first).
     Tokenize(tokenize::Args),
     /// Show a model's config, format, parameter count and memory needs.
@@ -70,6 +73,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::main(a),
+        Command::Download(a) => download::main(a),
         Command::Tokenize(a) => tokenize::main(a),
         Command::Inspect(a) => inspect::main(a),
         Command::Quantize(a) => quantize::main(a),
