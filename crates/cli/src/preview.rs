@@ -105,16 +105,20 @@ pub fn main(a: Args) -> Result<()> {
         Some(n) => n,
         None => Pool::available_parallelism(),
     };
-    let pool = Pool::new(threads).context("starting worker threads")?;
-    let mut t = Transformer::with_numerics_options(
-        ck,
-        Some(board.seq_len),
-        pick_kernels(None)?,
-        Box::new(pool),
+    let workers = Box::new(Pool::new(threads).context("starting worker threads")?);
+    // A board's tokens: the portable math the boards run, not the host's C library.
+    let options = esp_llm_engine::Options {
+        seq_len: Some(board.seq_len),
+        kernels: pick_kernels(None)?,
+        workers,
         numerics,
-    )?;
+        math: esp_llm_engine::Math::Portable,
+        ..Default::default()
+    };
+    let mut t = Transformer::new(ck, options)?;
     let cap = t.config.seq_len;
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, resolve_seed(a.seed))?;
+    sampler.math = t.math();
     let ids = tokenizer.encode(a.prompt.as_bytes());
     if ids.len() > cap {
         bail!(

@@ -129,5 +129,7 @@ fn preview_for_a_chip_without_fpu_runs_the_fixed_point_numerics() {
     assert_eq!(out.stdout, fixed);
     assert_ne!(fixed, float, "the test needs a case where the numerics differ");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("on esp32c3") && err.contains("/320"), "{err}");
+    // The plan's context for the C3: 318 positions (320 before the planner counted the
+    // fixed-point layer table the engine allocates).
+    assert!(err.contains("on esp32c3") && err.contains("/318"), "{err}");
 }
