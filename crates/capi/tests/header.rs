@@ -27,3 +27,25 @@ fn header_is_current() {
         path.display()
     );
 }
+
+/// The Arduino library and the ESP-IDF component ship the same header, and the Arduino example
+/// the flash layout `esp-llm flash` writes the model into.
+#[test]
+fn packages_carry_the_header_and_the_flash_layout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read = |p: &str| std::fs::read(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let header = read("crates/capi/include/esp_llm.h");
+    for copy in
+        ["packages/arduino/EspLlm/src/esp_llm.h", "packages/esp-idf/esp_llm/include/esp_llm.h"]
+    {
+        assert!(
+            read(copy) == header,
+            "{copy} differs from crates/capi/include/esp_llm.h: copy it over"
+        );
+    }
+    assert!(
+        read("packages/arduino/EspLlm/examples/Story/partitions.csv")
+            == read("firmware/partitions-4mb.csv"),
+        "the Story sketch's partitions.csv must be firmware/partitions-4mb.csv (esp-llm flash's layout)"
+    );
+}
