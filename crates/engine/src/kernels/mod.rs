@@ -6,6 +6,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(all(target_arch = "xtensa", feature = "lx7"))]
+pub mod lx7;
 pub mod scalar;
 pub mod unrolled;
 #[cfg(target_arch = "x86_64")]
@@ -57,14 +59,20 @@ pub trait Kernels: Sync {
 
 /// Checks the slice lengths the unsafe kernels rely on; on a mismatch the caller falls back
 /// to the scalar twin (which panics or truncates exactly as it always did).
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "xtensa")),
+    allow(dead_code)
+)]
 fn f32_shapes_ok(out: &[f32], w: &[f32], x: &[f32]) -> bool {
     !x.is_empty() && out.len().checked_mul(x.len()).is_some_and(|n| n <= w.len())
 }
 
 /// The lengths the int8 SIMD kernels rely on: a group dividing a non-empty row, enough weights,
 /// scales and input scales for `out.len()` rows.
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "xtensa")),
+    allow(dead_code)
+)]
 fn q8_shapes_ok(out: &[f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) -> bool {
     let stride = xq.len();
     if group == 0 || stride == 0 || !stride.is_multiple_of(group) {
@@ -100,6 +108,8 @@ pub fn available() -> alloc::vec::Vec<&'static dyn Kernels> {
             v.push(k);
         }
     }
+    #[cfg(all(target_arch = "xtensa", feature = "lx7"))]
+    v.push(&lx7::Lx7);
     v.push(&Unrolled);
     v.push(&Scalar);
     v
@@ -125,8 +135,14 @@ pub fn best() -> &'static dyn Kernels {
             return k;
         }
     }
+    #[cfg(all(target_arch = "xtensa", feature = "lx7"))]
+    return &lx7::Lx7;
     // In-order cores without SIMD (RISC-V ESP chips) gain from four rows per pass; bit-identical.
-    #[cfg(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa"))]
+    #[cfg(any(
+        target_arch = "riscv32",
+        target_arch = "riscv64",
+        all(target_arch = "xtensa", not(feature = "lx7"))
+    ))]
     return &Unrolled;
     #[cfg(not(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa")))]
     &Scalar

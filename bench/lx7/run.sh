@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# bench/lx7: the engine on the ESP32-S3's Xtensa LX7 core, in Espressif's QEMU (`esp32s3`
+# machine), exact instructions per token from the core's ICOUNT register.
+#
+#   run.sh            kernel checks, then the fp32 / int8 / q80 configurations; prints a table
+#   run.sh --portable the same with the engine's portable kernels (no LX7 assembly)
+#   run.sh --scalar   the same with the engine's Scalar reference kernels
+#
+# Needs (never committed, built by hand from Espressif's public repositories):
+#   ESP_XTENSA_BIN   directory holding xtensa-esp32s3-elf-as and xtensa-esp32s3-elf-ld
+#                    (Espressif binutils with the esp32s3 overlay: the PIE instructions)
+#   ESP_QEMU_XTENSA  path to Espressif's qemu-system-xtensa (with the esp32s3 machine)
+# and Debian's rustc 1.96 with rust-src (installed with apt-get when missing, as bench/rv32 does).
+# Outputs: $OUT (default target/out/lx7-<config>.txt).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+mode=lx7
+for a in "$@"; do
+  case $a in
+    --portable) mode=portable ;;
+    --scalar) mode=scalar ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--portable|--scalar]" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+if [ -z "${ESP_XTENSA_BIN:-}" ] || [ ! -x "$ESP_XTENSA_BIN/xtensa-esp32s3-elf-as" ] \
+  || [ ! -x "$ESP_XTENSA_BIN/xtensa-esp32s3-elf-ld" ]; then
+  missing+=("ESP_XTENSA_BIN: a directory with xtensa-esp32s3-elf-as and -ld (Espressif's binutils-gdb, branch esp_based_on_binutils-2_35, configured --target=xtensa-esp32s3-elf with the xtensa_esp32s3 files of espressif/xtensa-overlays)")
+fi
+if [ -z "${ESP_QEMU_XTENSA:-}" ] || [ ! -x "${ESP_QEMU_XTENSA:-}" ]; then
+  missing+=("ESP_QEMU_XTENSA: Espressif's qemu-system-xtensa with the esp32s3 machine (espressif/qemu, esp-develop-9.2, target xtensa-softmmu)")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bench/lx7/run.sh: cannot run, missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  echo "These tools are built by hand from public sources and never committed (see docs/performance.md, LX7 section)." >&2
+  exit 2
+fi
+AS=$ESP_XTENSA_BIN/xtensa-esp32s3-elf-as
+LD=$ESP_XTENSA_BIN/xtensa-esp32s3-elf-ld
+NM=$ESP_XTENSA_BIN/xtensa-esp32s3-elf-nm
+[ -x "$NM" ] || NM=nm
+
+if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/src/rust/library/core ] || [ ! -x /usr/bin/cargo ]; then
+  echo "run.sh: installing Debian's rustc-web cargo-web rust-web-src" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src >&2
+fi
+export PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+unset RUSTUP_TOOLCHAIN
+target_dir=${CARGO_TARGET_DIR:-$here/target}
+features=()
+case $mode in
+  portable) target_dir=$target_dir/portable; features=(--no-default-features) ;;
+  scalar) target_dir=$target_dir/scalar; features=(--features scalar) ;;
+esac
+export CARGO_TARGET_DIR=$target_dir
+out_dir=${OUT:-$target_dir/out}
+obj=$target_dir/obj
+mkdir -p "$out_dir" "$obj"
+
+# 1. Rust -> LX7 assembly, one .s per crate (upstream LLVM's Xtensa object files cannot be
+#    linked, its assembly can). Every crate gets the windowed ABI from lx7.json; the engine and
+#    this crate also get the FPU (Cargo.toml).
+RUSTFLAGS="--emit=asm" /usr/bin/cargo build --quiet --release --manifest-path "$here/Cargo.toml" \
+  --target "$here/lx7.json" -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem \
+  -Zjson-target-spec --message-format=json "${features[@]}" >"$obj/cargo.json"
+mapfile -t asm < <(python3 - "$obj/cargo.json" <<'PY'
+import glob, json, os, sys
+seen = set()
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") != "compiler-artifact" or m["target"]["kind"] == ["custom-build"]:
+        continue
+    for f in m["filenames"]:
+        d, b = os.path.split(f)
+        if not d.endswith("/deps") and "/deps" not in d:
+            d = os.path.join(d, "deps")
+        for ext in (".rlib", ".a"):
+            if b.endswith(ext) and b.startswith("lib"):
+                s = os.path.join(d, b[3:-len(ext)] + ".s")
+                if not os.path.exists(s):
+                    # A staticlib is named without its hash; its .s has one: the newest.
+                    c = glob.glob(os.path.join(d, b[3:-len(ext)] + "-*.s"))
+                    s = max(c, key=os.path.getmtime) if c else s
+                if os.path.exists(s) and s not in seen:
+                    seen.add(s)
+                    print(s)
+PY
+)
+[ ${#asm[@]} -ge 5 ] || { echo "run.sh: expected the crates' .s files, found ${#asm[@]}" >&2; exit 1; }
+
+# 2. Assemble: the crates, our start code, and the engine's LX7 kernels.
+objs=()
+for s in "${asm[@]}"; do
+  o=$obj/$(basename "$s" .s).o
+  [ "$o" -nt "$s" ] || "$AS" "$s" -o "$o"
+  objs+=("$o")
+done
+for s in start fpu; do
+  "$AS" "$here/src/$s.S" -o "$obj/$s.o"
+  objs+=("$obj/$s.o")
+done
+if [ $mode = lx7 ]; then
+  for s in "$here"/../../crates/engine/src/kernels/lx7/*.S; do
+    o=$obj/kernel-$(basename "$s" .S).o
+    "$AS" "$s" -o "$o"
+    objs+=("$o")
+  done
+fi
+
+# 3. The allocator shim rustc would generate when it links (its symbols carry a hash of the
+#    compiler, so they are read from the objects).
+shim=$obj/shim.S
+{
+  echo "/* generated by run.sh */"
+  for sym in $("$NM" -u "${objs[@]}" 2>/dev/null | awk '{print $2}' | sort -u); do
+    case $sym in
+      *___rust_no_alloc_shim_is_unstable_v2)
+        printf '    .section .text.%s, "ax"\n    .global %s\n    .align 4\n%s:\n    entry a1, 16\n    retw\n' "$sym" "$sym" "$sym" ;;
+      *___rust_alloc_error_handler)
+        printf '    .section .text.%s, "ax"\n    .global %s\n    .align 4\n%s:\n    entry a1, 16\n    mov a10, a2\n    mov a11, a3\n    call8 lx7bench_oom\n    retw\n' "$sym" "$sym" "$sym" ;;
+    esac
+  done
+} >"$shim"
+"$AS" "$shim" -o "$obj/shim.o"
+objs+=("$obj/shim.o")
+
+# 4. Link one ELF per configuration.
+configs=(check fp32 int8 q80)
+for cfg in "${configs[@]}"; do
+  "$LD" -T "$here/link.x" --gc-sections --defsym=lx7bench_main="lx7bench_$cfg" \
+    -o "$obj/lx7-$cfg.elf" "${objs[@]}"
+done
+
+# 5. Run them.
+status=0
+rows=()
+check_line=
+for cfg in "${configs[@]}"; do
+  out=$out_dir/lx7-$cfg.txt
+  rc=0
+  timeout 1200 "$ESP_QEMU_XTENSA" -M esp32s3 -nographic -semihosting -monitor none \
+    -serial none -kernel "$obj/lx7-$cfg.elf" >"$out" 2>&1 </dev/null || rc=$?
+  if [ $cfg = check ]; then
+    check_line=$(sed -n 's/^kernel_check: //p' "$out" | tail -1)
+    if [ $rc != 0 ]; then
+      echo "run.sh: kernel checks failed (exit $rc), output in $out:" >&2
+      tail -5 "$out" >&2
+      status=1
+    fi
+    continue
+  fi
+  ipt=$(sed -n 's/^icount_per_token: //p' "$out")
+  if [ $rc != 0 ] || [ -z "$ipt" ]; then
+    echo "run.sh: $cfg failed (exit $rc), output in $out:" >&2
+    tail -5 "$out" >&2
+    status=1
+    continue
+  fi
+  get() { sed -n "s/^$1: //p" "$out"; }
+  rows+=("| lx7 | $cfg | $(get kernels) | $ipt | $(get icount_forward_first) | $(get icount_forward_last) | $(get forwards) |")
+done
+
+echo
+echo "| ISA | model | kernels | instructions/token | first forward | last forward | forwards |"
+echo "|---|---|---|---:|---:|---:|---:|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "kernel checks: ${check_line:-none}"
+echo "outputs: $out_dir"
+exit $status

@@ -1,0 +1,93 @@
+//! ESP32-S3 (Xtensa LX7) kernels in assembly: the int8 matmul on the PIE vector unit and the
+//! f32 matmul on the FPU (`lx7/*.S`), bit-identical to [`Scalar`](super::Scalar).
+//!
+//! The assembly keeps the scalar kernels' arithmetic exactly: the int8 group sums are exact
+//! integers (any order gives the same i32), each group's update is `mul.s` then one fused
+//! `madd.s` (runq.c's `val += ival * ws * xs`, contracted as the reference build does), and the
+//! f32 rows are summed left to right with separate `mul.s` and `add.s`. The PIE fast path needs
+//! the device bundle's layout (16-byte aligned rows padded to a multiple of 16, groups of 16 or
+//! more); other layouts (llama2.c's group-4 files) take the kernels' general path, still exact.
+//! The kernel checks in `bench/lx7` compare them with [`Scalar`](super::Scalar) on 1200 shapes in
+//! the emulator; instruction counts are in docs/performance.md (LX7 section).
+//!
+//! Linking: `build.rs` assembles the `.S` files for Xtensa targets when this feature is on
+//! (Espressif's `xtensa-esp32s3-elf-gcc` through the `cc` crate), unless
+//! `ESP_LLM_LX7_ASM=external` (bench/lx7 assembles them with GNU `as` itself).
+
+use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Scalar};
+
+extern "C" {
+    fn esp_llm_lx7_matmul_f32(out: *mut f32, w: *const f32, x: *const f32, rows: u32, n: u32);
+    #[allow(clippy::too_many_arguments)]
+    fn esp_llm_lx7_matmul_q8(
+        out: *mut f32,
+        wq: *const i8,
+        ws: *const f32,
+        xq: *const i8,
+        xs: *const f32,
+        rows: u32,
+        stride: u32,
+        group: u32,
+    );
+}
+
+/// The LX7 assembly kernels (PIE int8, FPU f32).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Lx7;
+
+impl Kernels for Lx7 {
+    fn name(&self) -> &'static str {
+        "lx7"
+    }
+
+    fn matmul_f32(&self, out: &mut [f32], w: &[f32], x: &[f32]) {
+        if !f32_shapes_ok(out, w, x) || out.len() > u32::MAX as usize || x.len() > u32::MAX as usize
+        {
+            return Scalar.matmul_f32(out, w, x);
+        }
+        // SAFETY: `w` holds at least out.len() rows of x.len() floats (checked above); the
+        // kernel reads exactly those and writes out.len() floats to `out`.
+        unsafe {
+            esp_llm_lx7_matmul_f32(
+                out.as_mut_ptr(),
+                w.as_ptr(),
+                x.as_ptr(),
+                out.len() as u32,
+                x.len() as u32,
+            )
+        }
+    }
+
+    fn matmul_q8(
+        &self,
+        out: &mut [f32],
+        wq: &[i8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        if !q8_shapes_ok(out, wq, ws, xq, xs, group)
+            || out.len() > u32::MAX as usize
+            || xq.len() > u32::MAX as usize
+        {
+            return Scalar.matmul_q8(out, wq, ws, xq, xs, group);
+        }
+        // SAFETY: the lengths were checked by `q8_shapes_ok`: out.len() rows of `xq.len()`
+        // int8 weights and `xq.len() / group` scales each, one input scale per group; the
+        // kernel reads only those (16 bytes at a time only when 16-byte aligned and a multiple
+        // of 16 long) and writes out.len() floats.
+        unsafe {
+            esp_llm_lx7_matmul_q8(
+                out.as_mut_ptr(),
+                wq.as_ptr(),
+                ws.as_ptr(),
+                xq.as_ptr(),
+                xs.as_ptr(),
+                out.len() as u32,
+                xq.len() as u32,
+                group as u32,
+            )
+        }
+    }
+}
