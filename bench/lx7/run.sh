@@ -5,6 +5,7 @@
 #   run.sh            kernel checks, then the fp32 / int8 / q80 configurations; prints a table
 #   run.sh --portable the same with the engine's portable kernels (no LX7 assembly)
 #   run.sh --scalar   the same with the engine's Scalar reference kernels
+#   run.sh --phases   the LX7 kernels, also counting the instructions inside the matmuls
 #
 # Needs (never committed, built by hand from Espressif's public repositories):
 #   ESP_XTENSA_BIN   directory holding xtensa-esp32s3-elf-as and xtensa-esp32s3-elf-ld
@@ -20,6 +21,7 @@ for a in "$@"; do
   case $a in
     --portable) mode=portable ;;
     --scalar) mode=scalar ;;
+    --phases) mode=phases ;;
     -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: $0 [--portable|--scalar]" >&2; exit 2 ;;
   esac
@@ -56,6 +58,7 @@ features=()
 case $mode in
   portable) target_dir=$target_dir/portable; features=(--no-default-features) ;;
   scalar) target_dir=$target_dir/scalar; features=(--features scalar) ;;
+  phases) target_dir=$target_dir/phases; features=(--features phases) ;;
 esac
 export CARGO_TARGET_DIR=$target_dir
 out_dir=${OUT:-$target_dir/out}
@@ -104,7 +107,7 @@ for s in start fpu; do
   "$AS" "$here/src/$s.S" -o "$obj/$s.o"
   objs+=("$obj/$s.o")
 done
-if [ $mode = lx7 ]; then
+if [ $mode = lx7 ] || [ $mode = phases ]; then
   for s in "$here"/../../crates/engine/src/kernels/lx7/*.S; do
     o=$obj/kernel-$(basename "$s" .S).o
     "$AS" "$s" -o "$o"
@@ -162,14 +165,88 @@ for cfg in "${configs[@]}"; do
     continue
   fi
   get() { sed -n "s/^$1: //p" "$out"; }
-  rows+=("| lx7 | $cfg | $(get kernels) | $ipt | $(get icount_forward_first) | $(get icount_forward_last) | $(get forwards) |")
+  row="| lx7 | $cfg | $(get kernels) | $ipt | $(get icount_forward_first) | $(get icount_forward_last) | $(get forwards) |"
+  if [ $mode = phases ]; then
+    row="$row $(( $(get icount_matmul_f32_per_token) + $(get icount_matmul_q8_per_token) )) |"
+  fi
+  rows+=("$row")
+done
+
+# 6. Checks: the text of every configuration equals the host engine's (bench/rv32/host, the
+#    same generation through engine::Generator, Scalar kernels), the kernel checks passed, and
+#    (LX7 kernels only) no figure exceeds docs/performance.md's LX7 table by more than 2%.
+passed=0
+failed=0
+notes=()
+pass() { passed=$((passed + 1)); notes+=("ok   $*"); }
+fail() { failed=$((failed + 1)); notes+=("FAIL $*"); }
+ck_n=$(echo "${check_line:-}" | sed -n 's|^\([0-9]*\)/\([0-9]*\) shapes bit-exact.*|\1|p')
+ck_m=$(echo "${check_line:-}" | sed -n 's|^\([0-9]*\)/\([0-9]*\) shapes bit-exact.*|\2|p')
+if [ -n "$ck_n" ] && [ "$ck_n" = "$ck_m" ] && [ "$ck_m" -ge 1000 ]; then
+  pass "kernel checks: $check_line"
+else
+  fail "kernel checks: ${check_line:-no result} (want N/N >= 1000 shapes bit-exact)"
+fi
+cargo_host=$(command -v cargo || echo /usr/bin/cargo)
+[ -x "$HOME/.cargo/bin/cargo" ] && cargo_host=$HOME/.cargo/bin/cargo
+host_dir=$here/target/host
+if env -u RUSTC -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR="$host_dir" "$cargo_host" build --quiet \
+  --release --manifest-path "$here/../rv32/host/Cargo.toml"; then
+  host_bin=$host_dir/release/rv32bench-host
+else
+  host_bin=
+  fail "host reference: bench/rv32/host did not build"
+fi
+tolerance_pct=${LX7_TOLERANCE_PCT:-2}
+docs=$here/../../docs/performance.md
+for cfg in fp32 int8 q80; do
+  out=$out_dir/lx7-$cfg.txt
+  got=$(grep -E '^(stop|tokens|text): ' "$out" 2>/dev/null || true)
+  if [ -z "$got" ]; then
+    fail "lx7 $cfg: no result (see $out)"
+    continue
+  fi
+  case $cfg in fp32) m=stories260K.bin ;; int8) m=q8g32 ;; q80) m=stories260K_q80.bin ;; esac
+  if [ -n "$host_bin" ]; then
+    want=$("$host_bin" "$m" scalar) || want="(host run failed)"
+    if [ "$got" == "$want" ]; then
+      pass "lx7 $cfg: text and tokens equal the host's (scalar kernels)"
+    else
+      fail "lx7 $cfg: text differs from the host's"
+      diff <(echo "$want") <(echo "$got") | head -5 >&2 || true
+    fi
+  fi
+  if [ $mode = lx7 ]; then
+    ipt=$(sed -n 's/^icount_per_token: //p' "$out")
+    base=$(grep -E "^\| lx7 \| $cfg \| [0-9,]+ \|" "$docs" 2>/dev/null | head -1 | awk -F'|' '{gsub(/[ ,]/, "", $4); print $4}')
+    if [ -z "$base" ]; then
+      fail "lx7 $cfg: no baseline row '| lx7 | $cfg | N |' in docs/performance.md"
+    else
+      limit=$(( base + base * tolerance_pct / 100 ))
+      if [ "$ipt" -le "$limit" ]; then
+        pass "lx7 $cfg: $ipt instructions/token <= $limit (baseline $base + ${tolerance_pct}%)"
+      else
+        fail "lx7 $cfg: $ipt instructions/token > $limit (baseline $base + ${tolerance_pct}%)"
+      fi
+      if [ "$ipt" -lt $(( base - base * tolerance_pct / 100 )) ]; then
+        notes+=("note lx7 $cfg: $ipt is well below the baseline $base; update docs/performance.md")
+      fi
+    fi
+  fi
 done
 
 echo
-echo "| ISA | model | kernels | instructions/token | first forward | last forward | forwards |"
-echo "|---|---|---|---:|---:|---:|---:|"
+if [ $mode = phases ]; then
+  echo "| ISA | model | kernels | instructions/token | first forward | last forward | forwards | matmul/token |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|"
+else
+  echo "| ISA | model | kernels | instructions/token | first forward | last forward | forwards |"
+  echo "|---|---|---|---:|---:|---:|---:|"
+fi
 printf '%s\n' "${rows[@]}"
 echo
-echo "kernel checks: ${check_line:-none}"
 echo "outputs: $out_dir"
-exit $status
+printf '%s\n' "${notes[@]}"
+echo "kernel checks: ${check_line:-none}"
+echo "lx7: $passed passed, $failed failed"
+[ $status = 0 ] && [ $failed = 0 ]

@@ -209,6 +209,55 @@ fn chosen() -> &'static dyn Kernels {
     kernels::best()
 }
 
+/// Instructions spent inside the matmul kernels (feature `phases`, `run.sh --phases`).
+#[cfg(feature = "phases")]
+struct Counted {
+    inner: &'static dyn Kernels,
+    count: UnsafeCell<[u64; 2]>,
+}
+
+// SAFETY: one core, no interrupts: the counters are only touched by the thread running forward.
+#[cfg(feature = "phases")]
+unsafe impl Sync for Counted {}
+
+#[cfg(feature = "phases")]
+impl Counted {
+    fn add(&self, which: usize, t0: u32) {
+        let n = icount().wrapping_sub(t0) as u64;
+        // SAFETY: see the Sync impl: no concurrent access.
+        unsafe { (*self.count.get())[which] += n }
+    }
+    fn get(&self) -> [u64; 2] {
+        // SAFETY: see the Sync impl.
+        unsafe { *self.count.get() }
+    }
+}
+
+#[cfg(feature = "phases")]
+impl Kernels for Counted {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn matmul_f32(&self, out: &mut [f32], w: &[f32], x: &[f32]) {
+        let t0 = icount();
+        self.inner.matmul_f32(out, w, x);
+        self.add(0, t0);
+    }
+    fn matmul_q8(
+        &self,
+        out: &mut [f32],
+        wq: &[i8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        let t0 = icount();
+        self.inner.matmul_q8(out, wq, ws, xq, xs, group);
+        self.add(1, t0);
+    }
+}
+
 /// Runs one configuration and exits QEMU.
 fn run(name: &str, model: &'static Aligned<[u8]>) -> ! {
     let mut c = Console::new();
@@ -254,6 +303,12 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
     let t_start = icount();
     let ckpt = Checkpoint::parse(model)?;
     let vocab = ckpt.config.vocab_size;
+    #[cfg(feature = "phases")]
+    let counted: &'static Counted =
+        Box::leak(Box::new(Counted { inner: chosen(), count: UnsafeCell::new([0; 2]) }));
+    #[cfg(feature = "phases")]
+    let kern: &'static dyn Kernels = counted;
+    #[cfg(not(feature = "phases"))]
     let kern = chosen();
     // The context is capped at the steps run: the emulator's DRAM (1.4 MiB) cannot hold the
     // fp32 model with a 512-position f32 KV cache, and no position past STEPS is ever read, so
@@ -304,6 +359,12 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
     let _ = writeln!(c, "icount_forward_total: {fwd_total}");
     let _ = writeln!(c, "icount_forward_first: {}", per_pos.first().copied().unwrap_or(0));
     let _ = writeln!(c, "icount_forward_last: {}", per_pos.last().copied().unwrap_or(0));
+    #[cfg(feature = "phases")]
+    {
+        let [f, q] = counted.get();
+        let _ = writeln!(c, "icount_matmul_f32_per_token: {}", f / forwards.max(1));
+        let _ = writeln!(c, "icount_matmul_q8_per_token: {}", q / forwards.max(1));
+    }
     let _ = writeln!(c, "icount_per_token: {}", fwd_total / forwards.max(1));
     Ok(())
 }
