@@ -1,0 +1,134 @@
+/* Activation quantization of the float numerics on the ESP32-S3 (Xtensa LX7 FPU).
+ *
+ *   void esp_llm_lx7_quantize(int8_t *q, float *s, const float *x,
+ *                             uint32_t n_x, uint32_t n_q, uint32_t group);
+ *
+ * Twin of `forward.rs` `quantize` (runq.c's quantize), bit for bit: for each of the
+ * n_q/group groups g (a trailing partial group of q is left untouched, like chunks_exact):
+ *   wmax = max |x[i]| over the group's part of x (start +0.0, strict `>`, so NaN is skipped)
+ *   s[g] = scale = wmax / 127.0f                       (IEEE division, round to nearest)
+ *   q[i] = (int8_t) roundf(x[i] / scale)  with Rust's `as i8`: saturating to -128..127,
+ *          NaN (0/0 for an all-zero group, or a NaN input) -> 0
+ *   q[i] = 0 where i is past n_x (x shorter than q quantizes as zeros; 0/scale is 0 or NaN).
+ * Windowed ABI: q a2, s a3, x a4, n_x a5, n_q a6, group a7. group == 0 writes nothing.
+ * Clobbers f0..f15, b0..b3.
+ *
+ * Division. The LX7 FPU has no single divide instruction: a quotient is DIV0.S (reciprocal
+ * seed), NEXP01.S (mantissa of the operands with exponent 0/1, negated), Newton steps with
+ * MADDN.S, and ADDEXP.S/ADDEXPM.S/MKDADJ.S/DIVN.S to fix the exponent and do the final
+ * correctly rounded step (Xtensa ISA, FP option). The reciprocal refinement depends only on
+ * the divisor, so it runs once per group ("divisor" macro: y0, bn, y2, y3) and each element
+ * pays only the dividend part ("quotient" macro, 14 instructions). Only the instructions'
+ * data flow is taken from the ISA; the emulator (QEMU target/xtensa/translate.c, fpu_ops)
+ * treats DIV0.S, NEXP01.S, MADDN.S, ADDEXP.S and DIVN.S as no-ops, computes the whole IEEE
+ * quotient in MKDADJ.S (fpu_helper.c HELPER(mkdadj_s): ex = a / ex) and moves it into q with
+ * ADDEXPM.S (a move there), so the emulator checks our data flow (ex must hold the divisor
+ * when MKDADJ.S runs, q must come from ADDEXPM.S) but not the Newton steps: those are for
+ * real silicon to confirm.
+ *
+ * roundf without a half-away-from-zero instruction: i = TRUNC.S(d) (saturating), f = d - i
+ * (exact: d and its truncation share the binade), i += 1 if f >= 0.5, i -= 1 if f <= -0.5,
+ * then CLAMPS to -128..127; NaN (UN.S) gives 0. i is first clamped to 16 bits so the +-1
+ * cannot wrap a saturated TRUNC.S result (d = +-inf, or |d| >= 2^31).
+ *
+ * Cost: per element 4 instructions for the max (lsip, abs.s, olt.s, movt.s) + 32 for the
+ * quotient and rounding and the store; per group about 60 (two divisor refinements, the
+ * scale's division, loop set-up). Elements past n_x cost 2 (s8i, addi).
+ */
+
+	.text
+
+/* Divisor-only part of b's reciprocal: y0 (seed), bn (normalized -b), y2, y3 (refined). */
+	.macro	divisor b, y0, bn, y2, y3, e
+	div0.s	\y0, \b
+	nexp01.s	\bn, \b
+	const.s	\e, 1
+	maddn.s	\e, \bn, \y0
+	mov.s	\y2, \y0
+	maddn.s	\y2, \e, \y0		/* y1 */
+	const.s	\e, 1
+	maddn.s	\e, \bn, \y2
+	maddn.s	\y2, \e, \y2		/* y2 */
+	mov.s	\y3, \y2
+	const.s	\e, 1
+	maddn.s	\e, \bn, \y3
+	maddn.s	\y3, \e, \y3		/* y3 */
+	.endm
+
+/* q = a / b with the divisor part above; an, r, ex, yt are scratch. */
+	.macro	quotient q, a, b, y0, bn, y2, y3, an, r, ex, yt
+	nexp01.s	\an, \a
+	const.s	\q, 0
+	neg.s	\r, \an
+	maddn.s	\q, \r, \y0
+	mov.s	\ex, \b
+	mkdadj.s	\ex, \a
+	maddn.s	\r, \bn, \q
+	maddn.s	\q, \r, \y2
+	neg.s	\r, \an
+	maddn.s	\r, \bn, \q
+	addexpm.s	\q, \ex
+	mov.s	\yt, \y3
+	addexp.s	\yt, \ex
+	divn.s	\q, \r, \yt
+	.endm
+
+	.align	4
+	.global	esp_llm_lx7_quantize
+	.type	esp_llm_lx7_quantize, @function
+esp_llm_lx7_quantize:
+	entry	a1, 32
+	beqz	a7, .Lqz_ret
+	quou	a8, a6, a7		/* groups */
+	beqz	a8, .Lqz_ret
+	movi	a9, 127
+	float.s	f14, a9, 0		/* 127.0 exactly */
+	const.s	f12, 3			/* 0.5 */
+	neg.s	f13, f12		/* -0.5 */
+	movi	a15, 0
+.Lqz_group:
+	minu	a10, a5, a7		/* this group's elements present in x */
+	sub	a5, a5, a10
+	sub	a11, a7, a10		/* zeros after them */
+	/* wmax: m = (|v| > m) ? |v| : m, from +0.0 */
+	mov	a12, a4
+	const.s	f6, 0
+	loopnez	a10, .Lqz_max_end
+	lsip	f0, a12, 4
+	abs.s	f0, f0
+	olt.s	b0, f6, f0
+	movt.s	f6, f0, b0
+.Lqz_max_end:
+	/* scale = wmax / 127 */
+	divisor	f14, f8, f9, f10, f11, f15
+	quotient	f7, f6, f14, f8, f9, f10, f11, f1, f3, f4, f5
+	ssip	f7, a3, 4
+	divisor	f7, f8, f9, f10, f11, f15
+	loopnez	a10, .Lqz_q_end
+	lsip	f0, a4, 4
+	quotient	f2, f0, f7, f8, f9, f10, f11, f1, f3, f4, f5
+	trunc.s	a12, f2, 0
+	float.s	f6, a12, 0
+	clamps	a12, a12, 15
+	sub.s	f6, f2, f6		/* d - trunc(d), exact */
+	ole.s	b1, f12, f6		/* >= 0.5: away from zero, up */
+	ole.s	b2, f6, f13		/* <= -0.5: away from zero, down */
+	un.s	b3, f2, f2		/* NaN -> 0 */
+	addi	a13, a12, 1
+	addi	a14, a12, -1
+	movt	a12, a13, b1
+	movt	a12, a14, b2
+	movt	a12, a15, b3
+	clamps	a12, a12, 7
+	s8i	a12, a2, 0
+	addi	a2, a2, 1
+.Lqz_q_end:
+	loopnez	a11, .Lqz_zero_end
+	s8i	a15, a2, 0
+	addi	a2, a2, 1
+.Lqz_zero_end:
+	addi	a8, a8, -1
+	bnez	a8, .Lqz_group
+.Lqz_ret:
+	retw
+	.size	esp_llm_lx7_quantize, . - esp_llm_lx7_quantize
