@@ -72,6 +72,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     let (mut total, mut passed) = (0u32, 0u32);
     // f32: 500 shapes.
     for i in 0..500 {
+        let (ok, rows, n, skew) = crate::with_scratch(|| {
         let rows = 1 + rng.below(if i % 5 == 0 { 40 } else { 12 }) as usize;
         let n = 1 + rng.below(if i % 3 == 0 { 300 } else { 70 }) as usize;
         let skew = rng.below(4) as usize;
@@ -80,8 +81,10 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
         let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
         Scalar.matmul_f32(&mut a, w.get(rows * n), x.get(n));
         k.matmul_f32(&mut b, w.get(rows * n), x.get(n));
+        (same_f32(&a, &b), rows, n, skew)
+        });
         total += 1;
-        if same_f32(&a, &b) {
+        if ok {
             passed += 1;
         } else if total - passed == 1 {
             let _ = writeln!(c, "kernel_check: matmul_f32 rows {rows} n {n} skew {skew}: differs");
@@ -91,6 +94,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     // the bundle's per-tensor ones, and odd ones), aligned padded rows and unaligned ones.
     let groups = [1usize, 2, 4, 8, 16, 32, 64, 128, 12, 43, 48, 96];
     for i in 0..700 {
+        let (ok, rows, stride, group, skew) = crate::with_scratch(|| {
         let group = groups[i % groups.len()];
         let ngroups = 1 + rng.below(if group >= 64 { 4 } else { 8 }) as usize;
         let stride = group * ngroups;
@@ -104,8 +108,10 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
         let args = (wq.get(rows * stride), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
         Scalar.matmul_q8(&mut a, args.0, args.1, args.2, args.3, group);
         k.matmul_q8(&mut b, args.0, args.1, args.2, args.3, group);
+        (same_f32(&a, &b), rows, stride, group, skew)
+        });
         total += 1;
-        if same_f32(&a, &b) {
+        if ok {
             passed += 1;
         } else if total - passed == 1 {
             let _ = writeln!(

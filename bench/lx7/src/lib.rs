@@ -174,6 +174,18 @@ unsafe impl GlobalAlloc for Bump {
 #[global_allocator]
 static HEAP: Bump = Bump { next: UnsafeCell::new(0) };
 
+/// Runs `f` and then gives back everything it allocated (the bump pointer returns to where it
+/// was). `f` must not leak an allocation past its return: its result is plain data.
+pub fn with_scratch<R: Copy>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: single core; reading the bump pointer.
+    let mark = unsafe { *HEAP.next.get() };
+    let r = f();
+    // SAFETY: every allocation made by `f` was dropped when it returned (R is Copy and holds
+    // no allocation), so the memory above `mark` is unused again.
+    unsafe { *HEAP.next.get() = mark };
+    r
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let mut c = Console::new();
