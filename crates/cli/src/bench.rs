@@ -16,7 +16,9 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (llama2.c v0/v1/v2). Default: stories260K.bin from the usual places.
+    /// Model: a file (llama2.c checkpoint v0/v1/v2-int8, or an esp-llm bundle), or a name:
+    /// stories260K, stories15M, stories42M, stories110M (looked for in $ESP_LLM_MODELS, ./models,
+    /// ../shared/models, then the Hugging Face cache, downloaded once). Default: stories260K.
     pub model: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]

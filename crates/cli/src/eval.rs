@@ -52,10 +52,10 @@ pub fn main(a: Args) -> Result<()> {
             cc.config.vocab_size
         );
     }
-    let tok_path = a
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| files::default_tokenizer(&a.reference, rc.config.vocab_size));
+    let tok_path = match a.tokenizer.clone() {
+        Some(t) => t,
+        None => files::default_tokenizer(&a.reference, rc.config.vocab_size)?,
+    };
     let tb = files::load(&tok_path, "tokenizer")?;
     let tok = Tokenizer::from_bytes(&tb, rc.config.vocab_size)
         .with_context(|| format!("{}", tok_path.display()))?;

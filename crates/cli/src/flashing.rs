@@ -128,9 +128,10 @@ pub fn model_bundle(path: &Path, tokenizer: Option<&Path>, r: &Resolved) -> Resu
         bytes
     } else {
         let ck = Checkpoint::parse(&bytes).with_context(|| format!("{}", path.display()))?;
-        let tok_path = tokenizer
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| files::default_tokenizer(path, ck.config.vocab_size));
+        let tok_path = match tokenizer {
+            Some(t) => t.to_path_buf(),
+            None => files::default_tokenizer(path, ck.config.vocab_size)?,
+        };
         let tok = std::fs::read(&tok_path)
             .with_context(|| format!("cannot read tokenizer {}", tok_path.display()))?;
         Tokenizer::from_bytes(&tok, ck.config.vocab_size)

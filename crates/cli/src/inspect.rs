@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file. Default: stories260K.bin from the model directories.
+    /// Model: a file (llama2.c checkpoint v0/v1/v2-int8, or an esp-llm bundle), or a name:
+    /// stories260K, stories15M, stories42M, stories110M (looked for in $ESP_LLM_MODELS, ./models,
+    /// ../shared/models, then the Hugging Face cache, downloaded once). Default: stories260K.
     pub model: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]

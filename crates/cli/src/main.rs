@@ -10,6 +10,7 @@ macro_rules! outln {
 
 mod bench;
 mod board_chat;
+mod download;
 mod eval;
 mod files;
 mod flashing;
@@ -18,6 +19,7 @@ mod link;
 mod monitor;
 mod pack;
 mod plan;
+mod preview;
 mod quantize;
 mod run;
 mod synth;
@@ -37,6 +39,8 @@ struct Cli {
 enum Command {
     /// Generate a story (or chat) with a model, like llama2.c's `run`.
     Run(run::Args),
+    /// Download a model by name (stories260K/15M/42M/110M) and its tokenizer from the Hugging Face hub.
+    Download(download::Args),
     /// Show the token ids a text encodes to (BOS first).
     Tokenize(tokenize::Args),
     /// Show a model's config, format, parameter count and memory needs.
@@ -61,12 +65,15 @@ enum Command {
     Synth(synth::Args),
     /// Measure prompt-processing and generation speed (tok/s, median of several runs).
     Bench(bench::Args),
+    /// Render what a board's screen shows for a prompt and settings, into a PNG.
+    Preview(preview::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::main(a),
+        Command::Download(a) => download::main(a),
         Command::Tokenize(a) => tokenize::main(a),
         Command::Inspect(a) => inspect::main(a),
         Command::Quantize(a) => quantize::main(a),
@@ -79,6 +86,7 @@ fn main() {
         Command::Image(a) => flashing::image(a),
         Command::Synth(a) => synth::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Preview(a) => preview::main(a),
     };
     if let Err(e) = result {
         // A reader that went away (`| head`) is not an error worth a message.

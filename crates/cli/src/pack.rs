@@ -19,7 +19,9 @@ pub enum QuantArg {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Source model: a llama2.c checkpoint (v0, v1, v2) or a bundle. Default: stories260K.bin.
+    /// Model: a file (llama2.c checkpoint v0/v1/v2-int8, or an esp-llm bundle), or a name:
+    /// stories260K, stories15M, stories42M, stories110M (looked for in $ESP_LLM_MODELS, ./models,
+    /// ../shared/models, then the Hugging Face cache, downloaded once). Default: stories260K.
     pub model: Option<PathBuf>,
     /// Tokenizer to include. Default: beside the model (tok<vocab>.bin or tokenizer.bin).
     #[arg(short = 'z', long)]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (llama2.c checkpoint or bundle). Default: stories260K.bin.
+    /// Model: a file (llama2.c checkpoint v0/v1/v2-int8, or an esp-llm bundle), or a name:
+    /// stories260K, stories15M, stories42M, stories110M (looked for in $ESP_LLM_MODELS, ./models,
+    /// ../shared/models, then the Hugging Face cache, downloaded once). Default: stories260K.
     pub model: Option<PathBuf>,
     /// Target chip: esp32s3, esp32p4, esp32c6 or esp32c3.
     #[arg(long)]

@@ -47,8 +47,9 @@ pub enum Mode {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct Args {
-    /// Model file: a llama2.c checkpoint (v0, v1 or v2/int8). Default: stories260K.bin from
-    /// $ESP_LLM_MODELS, ./models or ../shared/models (the first that has it).
+    /// Model: a file (llama2.c checkpoint v0/v1/v2-int8, or an esp-llm bundle), or a name:
+    /// stories260K, stories15M, stories42M, stories110M (looked for in $ESP_LLM_MODELS, ./models,
+    /// ../shared/models, then the Hugging Face cache, downloaded once). Default: stories260K.
     pub model: Option<PathBuf>,
     /// Temperature: 0 = greedy (always the most likely token), 1 = the model's distribution.
     #[arg(short = 't', long, default_value_t = 1.0)]
@@ -244,7 +245,7 @@ pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Loaded> {
     }
     let tokenizer_path = match tokenizer {
         Some(t) => t.to_path_buf(),
-        None => files::default_tokenizer(&model_path, ck.config.vocab_size),
+        None => files::default_tokenizer(&model_path, ck.config.vocab_size)?,
     };
     let tok = files::load(&tokenizer_path, "tokenizer").map_err(|e| {
         if tokenizer.is_none() {

@@ -22,7 +22,7 @@ pub fn main(a: Args) -> Result<()> {
         Some(p) => p,
         None => {
             let model = files::resolve_model(None)?;
-            files::default_tokenizer(&model, 512)
+            files::default_tokenizer(&model, 512)?
         }
     };
     let bytes = files::load(&path, "tokenizer")?;

@@ -140,3 +140,82 @@ mod tests {
         }
     }
 }
+
+/// One tensor's quantization error, summed over layers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorError {
+    pub name: &'static str,
+    pub err: QuantError,
+}
+
+/// llama2.c's version-2 (Q8_0) file of fp32 weights, as `export.py --version 2` writes it:
+/// 256-byte header (magic, version 2, the seven config ints, shared-classifier byte, group
+/// size), the f32 norms (`rms_att` of all layers, `rms_ffn` of all layers, `rms_final`), then
+/// per tensor in the order token_embedding, wq.., wk.., wv.., wo.., w1.., w2.., w3.. (all
+/// layers each), wcls when not shared: int8 values row-major, then one f32 scale per group.
+/// `on_tensor` is called with each tensor's name before it is quantized (progress).
+/// The caller checks `group` with [`check_group_size`]; an int8 input is refused.
+pub fn to_v2(
+    w: &crate::model::Weights<'_>,
+    c: &crate::Config,
+    group: usize,
+    on_tensor: &mut dyn FnMut(&'static str),
+) -> Result<(alloc::vec::Vec<u8>, alloc::vec::Vec<TensorError>)> {
+    use crate::checkpoint::{LLAMA2C_MAGIC, VERSIONED_HEADER};
+    use crate::model::Matrix;
+    use alloc::vec::Vec;
+    check_group_size(
+        group,
+        &[("rows of length dim", c.dim), ("w2 (rows of length hidden_dim)", c.hidden_dim)],
+    )?;
+    let mut out = Vec::with_capacity(VERSIONED_HEADER);
+    out.extend_from_slice(&LLAMA2C_MAGIC.to_le_bytes());
+    out.extend_from_slice(&2i32.to_le_bytes());
+    for v in [c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len] {
+        out.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    out.push(u8::from(c.shared_classifier));
+    out.extend_from_slice(&(group as i32).to_le_bytes());
+    out.resize(VERSIONED_HEADER, 0);
+    let floats = |out: &mut Vec<u8>, v: &[f32]| out.extend(v.iter().flat_map(|f| f.to_le_bytes()));
+    for l in &w.layers {
+        floats(&mut out, &l.rms_att_weight);
+    }
+    for l in &w.layers {
+        floats(&mut out, &l.rms_ffn_weight);
+    }
+    floats(&mut out, &w.rms_final_weight);
+    // v2 order: embedding, then each tensor kind over all layers, then wcls.
+    let mut order: Vec<(&'static str, &Matrix<'_>)> =
+        alloc::vec![("token_embedding", &w.token_embedding)];
+    for kind in 0..7 {
+        for l in &w.layers {
+            let m = [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3][kind];
+            order.push((["wq", "wk", "wv", "wo", "w1", "w2", "w3"][kind], m));
+        }
+    }
+    if let Some(cls) = &w.wcls {
+        order.push(("wcls", cls));
+    }
+    let mut errors: Vec<TensorError> = Vec::new();
+    for (name, m) in order {
+        on_tensor(name);
+        let Matrix::F32 { w: vals, .. } = m else {
+            return Err(Error::Unsupported {
+                what: name,
+                reason: "already int8; quantize reads fp32 checkpoints (v0 or v1)",
+            });
+        };
+        let (rows, cols) = (m.rows(), m.cols());
+        let mut q = alloc::vec![0i8; rows * cols];
+        let mut s = alloc::vec![0f32; rows * cols / group];
+        let err = quantize_rows(vals, cols, cols, group, &mut q, &mut s);
+        out.extend_from_slice(bytemuck::cast_slice(&q));
+        floats(&mut out, &s);
+        match errors.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.err.merge(&err),
+            None => errors.push(TensorError { name, err }),
+        }
+    }
+    Ok((out, errors))
+}

@@ -18,8 +18,9 @@
  *
  * Windowed ABI (entry/retw): out a2, wq a3, ws a4, xq a5, xs a6, rows a7; stride and
  * group are the 7th/8th words, at the caller's sp, i.e. a1+32 and a1+36 after `entry a1, 32`.
- * Clobbers ACCX, q0..q7, SAR_BYTE is not used, MAC16 ACC (slow paths), f0..f9 (all
- * caller-saved state). rows == 0 writes nothing; group == 0 or stride < group writes 0.0.
+ * Clobbers ACCX, q0..q7, SAR_BYTE (Q4), MAC16 ACC (S4/SN), f0..f9, the FPU and PIE being
+ * caller-saved state. Stack: 32 bytes, plus ceil(stride/16)*16 + 32 on the Q4 path.
+ * rows == 0 writes nothing; group == 0 or stride < group writes 0.0.
  *
  * Paths (chosen once per call):
  *   PIE fast paths, when wq and xq are 16-byte aligned and stride % 16 == group % 16 == 0
@@ -35,7 +36,9 @@
  *   Portable path, any alignment and any group >= 1 (llama2.c's q80 files: group 4,
  *   strides like 172), with MAC16 (mul.aa.ll / mula.aa.ll: 16x16 signed into the 40-bit
  *   ACC, exact for sign-extended bytes):
- *     group 4 ("S4"): 28 instructions per group = 7 per MAC (8 l8ui, 8 sext, 4 MAC16,
+ *     group 4, stride <= 1024 ("Q4", PIE at any alignment): 9.5 instructions per group of
+ *       4 = 2.4 per MAC (see the path's comment); x is copied to a stack buffer once per call.
+ *     group 4 otherwise ("S4"): 28 instructions per group = 7 per MAC (8 l8ui, 8 sext, 4 MAC16,
  *       2 addi, rsr.acclo, 5 float), zero-overhead loop over the groups.
  *     any group ("SN"): 7 per MAC + 14 per group.
  *
@@ -253,7 +256,11 @@ esp_llm_lx7_matmul_q8:
 	mull	a13, a10, a9
 	sub	a14, a8, a13		/* stride % group: skipped at each row's end */
 	movi	a12, 4
-	beq	a9, a12, .Lq8_s4
+	bne	a9, a12, .Lq8_sn
+	movi	a12, 1024
+	bgeu	a12, a8, .Lq8_q4	/* the PIE group-4 path copies x to the stack */
+	j	.Lq8_s4
+.Lq8_sn:
 	addi	a9, a9, -1		/* elements after each group's first */
 .Lsn_row:
 	const.s	f4, 0
@@ -332,4 +339,119 @@ esp_llm_lx7_matmul_q8:
 	addi	a7, a7, -1
 	bnez	a7, .Ls4_row
 	retw
+
+/* Q4: group 4 at any alignment (llama2.c q80: strides 64 and 172, rows not 16-aligned),
+ * with the PIE. x is copied once per call into a 16-byte aligned stack buffer (alloca with
+ * movsp, ceil(stride/16)*16 + 32 bytes, stride <= 1024). A row is read as 16-byte chunks of
+ * four groups, realigned on the fly: ee.ld.128.usar.ip loads the aligned block holding the
+ * address and sets SAR_BYTE = address & 15 (translate_ld_usar_128_s3), ee.src.q.qup
+ * q2, q0, q1 makes q2 = the 16 bytes starting SAR_BYTE into q0:q1 and then q0 = q1
+ * (helper src_q_s3). Group k of a chunk is ACCX = sum(w * (x AND mask_k)) where mask_k
+ * (q4..q7) keeps bytes 4k..4k+3: the other lanes contribute exact zeros.
+ * Cost: 38 instructions per chunk of four groups = 9.5 per group of 4 = 2.4 per MAC
+ * (2 realigning loads, 1 x load, per group: andq, zero, vmulas, srs + 5 float), +~12 per row,
+ * + 4 per x byte per call for the copy. Loads never touch an aligned block past the last
+ * byte of wq: rows whose last block would are left to S4 (only the last one or two). */
+	.macro	q4group mask
+	ee.andq	q1, q3, \mask
+	ee.zero.accx
+	ee.vmulas.s8.accx	q2, q1
+	ee.srs.accx	a8, a11, 0
+	float.s	f0, a8, 0
+	lsip	f1, a4, 4
+	lsip	f2, a15, 4
+	mul.s	f0, f0, f1
+	madd.s	f4, f0, f2
+	.endm
+
+.Lq8_q4:
+	mov	a14, a8			/* stride */
+	addi	a12, a8, 15
+	srli	a12, a12, 4
+	slli	a12, a12, 4		/* x buffer bytes, whole chunks */
+	addi	a13, a12, 32
+	sub	a13, a1, a13
+	movi	a9, -16
+	and	a13, a13, a9
+	movsp	a1, a13			/* windowed-ABI alloca */
+	add	a13, a1, a12
+	s32i	a5, a13, 0		/* xq, for the S4 rows at the end */
+	mov	a13, a1
+	mov	a9, a5
+	loopnez	a8, .Lq4_copy_end
+	l8ui	a15, a9, 0
+	addi	a9, a9, 1
+	s8i	a15, a13, 0
+	addi	a13, a13, 1
+.Lq4_copy_end:
+	movi	a9, -1
+	ee.zero.q	q4
+	ee.zero.q	q5
+	ee.zero.q	q6
+	ee.zero.q	q7
+	ee.movi.32.q	q4, a9, 0
+	ee.movi.32.q	q5, a9, 1
+	ee.movi.32.q	q6, a9, 2
+	ee.movi.32.q	q7, a9, 3
+	/* limit: a row may use the PIE while its last block (16*ceil(G/4) past its first)
+	 * starts before the end of wq */
+	mull	a13, a7, a14
+	add	a13, a13, a3
+	addi	a12, a10, 3
+	srli	a12, a12, 2
+	slli	a12, a12, 4
+	sub	a13, a13, a12
+	addi	a13, a13, -1
+	srli	a9, a10, 2		/* full chunks per row */
+	movi	a11, 0
+	mov	a5, a3			/* row start */
+.Lq4_row:
+	blt	a13, a5, .Lq4_rest
+	mov	a3, a5
+	const.s	f4, 0
+	mov	a12, a1
+	mov	a15, a6
+	ee.ld.128.usar.ip	q0, a3, 16
+	loopnez	a9, .Lq4_cend
+	ee.ld.128.usar.ip	q1, a3, 16
+	ee.src.q.qup	q2, q0, q1
+	ee.vld.128.ip	q3, a12, 16
+	q4group	q4
+	q4group	q5
+	q4group	q6
+	q4group	q7
+.Lq4_cend:
+	extui	a8, a10, 0, 2		/* groups in the last, partial chunk */
+	beqz	a8, .Lq4_rowend
+	ee.ld.128.usar.ip	q1, a3, 16
+	ee.src.q.qup	q2, q0, q1
+	ee.vld.128.ip	q3, a12, 16
+	beqi	a8, 1, .Lq4_t1
+	beqi	a8, 2, .Lq4_t2
+	q4group	q4
+	q4group	q5
+	q4group	q6
+	j	.Lq4_rowend
+.Lq4_t2:
+	q4group	q4
+	q4group	q5
+	j	.Lq4_rowend
+.Lq4_t1:
+	q4group	q4
+.Lq4_rowend:
+	ssip	f4, a2, 4
+	add	a5, a5, a14
+	addi	a7, a7, -1
+	bnez	a7, .Lq4_row
+	retw
+.Lq4_rest:
+	mov	a3, a5
+	addi	a12, a14, 15
+	srli	a12, a12, 4
+	slli	a12, a12, 4
+	add	a12, a12, a1
+	l32i	a5, a12, 0		/* xq */
+	slli	a12, a10, 2
+	sub	a14, a14, a12		/* stride % 4 */
+	j	.Lq8_s4
 	.size	esp_llm_lx7_matmul_q8, . - esp_llm_lx7_matmul_q8
