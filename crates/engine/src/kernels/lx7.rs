@@ -31,6 +31,13 @@ extern "C" {
     );
 }
 
+/// The longest int8 input row copied to an aligned buffer (stories110M's hidden_dim).
+const ALIGNED_ROW: usize = 2048;
+
+/// A 16-byte aligned row of int8 inputs.
+#[repr(C, align(16))]
+struct AlignedRow([i8; ALIGNED_ROW]);
+
 /// The LX7 assembly kernels (PIE int8, FPU f32).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Lx7;
@@ -73,6 +80,25 @@ impl Kernels for Lx7 {
         {
             return Scalar.matmul_q8(out, wq, ws, xq, xs, group);
         }
+        // The PIE path loads the inputs 16 bytes at a time from 16-byte boundaries. A run
+        // state's int8 buffer need not start on one: copy a misaligned input (one row's
+        // worth, a few dozen instructions) to an aligned buffer on the stack.
+        let mut aligned = core::mem::MaybeUninit::<AlignedRow>::uninit();
+        let xq = if (xq.as_ptr() as usize) % 16 != 0
+            && (wq.as_ptr() as usize) % 16 == 0
+            && xq.len() % 16 == 0
+            && xq.len() <= ALIGNED_ROW
+        {
+            let dst = aligned.as_mut_ptr() as *mut i8;
+            // SAFETY: `dst` has room for ALIGNED_ROW >= xq.len() bytes and does not overlap
+            // `xq`; the first xq.len() bytes are initialized by the copy before being read.
+            unsafe {
+                core::ptr::copy_nonoverlapping(xq.as_ptr(), dst, xq.len());
+                core::slice::from_raw_parts(dst, xq.len())
+            }
+        } else {
+            xq
+        };
         // SAFETY: the lengths were checked by `q8_shapes_ok`: out.len() rows of `xq.len()`
         // int8 weights and `xq.len() / group` scales each, one input scale per group; the
         // kernel reads only those (16 bytes at a time only when 16-byte aligned and a multiple
