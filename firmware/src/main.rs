@@ -33,10 +33,10 @@ use esp_llm_board::command::{self, Command, Settings, HELP};
 use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
 use esp_llm_board::plan::context_cap_for;
 use esp_llm_board::summary::Summary;
-use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::fixed::FixedWeights;
+use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::{
-    kernels, Event, Format, Generator, Numerics, Sampler, Tokenizer, Transformer,
+    kernels, Event, Format, Generator, Numerics, Options, Sampler, Tokenizer, Transformer,
 };
 
 /// Whether this chip lacks a floating-point unit (ESP32-C3/C6: rv32imc/rv32imac).
@@ -218,7 +218,9 @@ fn prepare(
         .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
     let transformer = loop {
         let (k, w) = (kernels::best(), workers());
-        match Transformer::with_numerics_options(ckpt.clone(), Some(cap), k, w, numerics) {
+        let options =
+            Options { seq_len: Some(cap), kernels: k, workers: w, numerics, ..Options::default() };
+        match Transformer::new(ckpt.clone(), options) {
             Ok(t) => break t,
             Err(esp_llm_engine::Error::OutOfMemory { .. }) if cap > 1 => cap -= cap.div_ceil(8),
             Err(e) => return Err(format!("model: {e}")),

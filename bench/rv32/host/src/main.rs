@@ -9,7 +9,7 @@ use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::kernels::{Kernels, Scalar, Unrolled};
 use esp_llm_engine::parallel::Serial;
 use esp_llm_engine::{
-    Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer, Transformer,
+    Checkpoint, Event, Generator, Math, Numerics, Options, Sampler, Stop, Tokenizer, Transformer,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,10 +53,14 @@ fn run(model_file: &str, kernels: &'static dyn Kernels) -> Result<String, String
     };
     let ckpt = Checkpoint::parse(&model).map_err(|e| e.to_string())?;
     let vocab = ckpt.config.vocab_size;
-    let mut t = Transformer::with_numerics_options(ckpt, None, kernels, Box::new(Serial), numerics)
-        .map_err(|e| e.to_string())?;
+    // The boards' (portable) math, not the host's C library: the tokens must be the board's.
+    let math = Math::Portable;
+    let options =
+        Options { kernels, workers: Box::new(Serial), numerics, math, ..Options::default() };
+    let mut t = Transformer::new(ckpt, options).map_err(|e| e.to_string())?;
     let tok = Tokenizer::from_bytes(&tok_bytes, vocab).map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0).map_err(|e| e.to_string())?;
+    sampler.math = math;
     let prompt = tok.encode(PROMPT);
     let mut tokens = vec![prompt[0]];
     let mut text = Vec::new();

@@ -13,7 +13,8 @@ pub mod unrolled;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-pub use crate::fixed::Rescale;
+pub mod rescale;
+pub use rescale::Rescale;
 pub use scalar::Scalar;
 pub use unrolled::Unrolled;
 
