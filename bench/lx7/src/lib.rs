@@ -26,7 +26,7 @@ use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::Serial;
-use esp_llm_engine::{Checkpoint, Numerics, Sampler, Tokenizer, Transformer, BOS};
+use esp_llm_engine::{Checkpoint, Math, Numerics, Options, Sampler, Tokenizer, Transformer, BOS};
 
 /// The prompt, as in bench/rv32.
 pub const PROMPT: &[u8] = b"Once upon a time";
@@ -325,13 +325,15 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
     // The context is capped at the steps run: the emulator's DRAM (1.4 MiB) cannot hold the
     // fp32 model with a 512-position f32 KV cache, and no position past STEPS is ever read, so
     // the instruction counts are those of the full context.
-    let mut transformer = Transformer::with_numerics_options(
-        ckpt,
-        Some(STEPS),
-        kern,
-        Box::new(Serial),
-        Numerics::Float,
-    )?;
+    let options = Options {
+        seq_len: Some(STEPS),
+        kernels: kern,
+        workers: Box::new(Serial),
+        numerics: Numerics::Float,
+        math: Math::Portable,
+        ..Options::default()
+    };
+    let mut transformer = Transformer::new(ckpt, options)?;
     let tokenizer = Tokenizer::from_bytes(TOKENIZER, vocab)?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0)?;
     let prompt = tokenizer.encode(PROMPT);
