@@ -18,6 +18,7 @@ use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Scalar};
 
 extern "C" {
     fn esp_llm_lx7_matmul_f32(out: *mut f32, w: *const f32, x: *const f32, rows: u32, n: u32);
+    fn esp_llm_lx7_quantize(q: *mut i8, s: *mut f32, x: *const f32, n_x: u32, n_q: u32, group: u32);
     #[allow(clippy::too_many_arguments)]
     fn esp_llm_lx7_matmul_q8(
         out: *mut f32,
@@ -45,6 +46,28 @@ pub struct Lx7;
 impl Kernels for Lx7 {
     fn name(&self) -> &'static str {
         "lx7"
+    }
+
+    fn quantize(&self, q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {
+        if group == 0
+            || s.len() < q.len() / group
+            || q.len() > u32::MAX as usize
+            || x.len() > u32::MAX as usize
+        {
+            return crate::math::quantize(q, s, x, group);
+        }
+        // SAFETY: the kernel writes q.len() / group whole groups of `q` (room checked: q.len()
+        // bytes) and as many scales (s.len() >= q.len() / group), and reads x.len() floats.
+        unsafe {
+            esp_llm_lx7_quantize(
+                q.as_mut_ptr(),
+                s.as_mut_ptr(),
+                x.as_ptr(),
+                x.len() as u32,
+                q.len() as u32,
+                group as u32,
+            )
+        }
     }
 
     fn matmul_f32(&self, out: &mut [f32], w: &[f32], x: &[f32]) {

@@ -14,6 +14,7 @@ pub mod unrolled;
 pub mod x86_64;
 
 pub mod rescale;
+pub use crate::math::Math;
 pub use rescale::Rescale;
 pub use scalar::Scalar;
 pub use unrolled::Unrolled;
@@ -39,6 +40,36 @@ pub trait Kernels: Sync {
         xs: &[f32],
         group: usize,
     );
+
+    /// runq.c's activation quantization of `x` into `q`/`s` ([`crate::math::quantize`]): the
+    /// input of the int8 matmuls, once per vector.
+    fn quantize(&self, q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {
+        crate::math::quantize(q, s, x, group)
+    }
+
+    /// SwiGLU `h1 = silu(h1) * h3` with `math`'s `exp` ([`Math::swiglu`]).
+    fn swiglu(&self, h1: &mut [f32], h3: &[f32], math: Math) {
+        math.swiglu(h1, h3)
+    }
+
+    /// One head's attention at one position, run.c's inner loop: for every cached position
+    /// `t < att.len()`, `att[t] = (q · keys[t * kv_dim..][..q.len()]) / inv`, then the softmax
+    /// of `att` ([`Math::softmax`]), then `out = sum_t att[t] * values[t * kv_dim..]`, each
+    /// sum left to right. `out.len() == q.len()` is the head size.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        out: &mut [f32],
+        att: &mut [f32],
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        kv_dim: usize,
+        inv: f32,
+        math: Math,
+    ) {
+        scalar::attend(out, att, q, keys, values, kv_dim, inv, math)
+    }
 
     /// The fixed-point int8 matmul ([`crate::fixed`]): per row
     /// `out[r] = scale.apply(sum_g (sum_k xq[g*G+k] * wq[r*stride+g*G+k]) * ws[r*G'+g])`, the
