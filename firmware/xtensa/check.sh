@@ -4,7 +4,7 @@
 # spec's features), the FPU for the engine, and the LX7 assembly kernels' Rust side (feature
 # `lx7`; the .S files themselves are assembled by bench/lx7 and by the firmware's Espressif
 # toolchain, not here). Upstream cannot link Xtensa binaries or build esp-hal for it (see
-# ../../../shared/TOOLCHAINS.md), so this proves that the engine the S3 firmware links compiles.
+# ../../../shared/TOOLCHAINS.md), so this proves that the engine (and the screen layer) the S3 firmware links compile.
 #
 # Optimization levels are the ones upstream LLVM 22 survives with the windowed ABI: "s" for the
 # standard crates, 2 for the engine (opt-level 3 crashes its register scavenger).
@@ -21,4 +21,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
   --target "$PWD/xtensa-esp32s3-none-elf.json" -Zbuild-std=core,alloc -Zjson-target-spec \
   -- -C target-feature=+fp
 ls -l "$CARGO_TARGET_DIR"/xtensa-esp32s3-none-elf/release/libesp_llm_engine.rlib
-echo "xtensa (esp32s3, windowed ABI + FPU, lx7 kernels) compile check of the engine: ok"
+# The screen layer of the firmware's `display` feature (the ESP32-S3-LCD-2's ST7789).
+/usr/bin/cargo rustc --manifest-path ../../crates/screen/Cargo.toml --release --lib \
+  --config 'profile.release.opt-level="s"' \
+  --target "$PWD/xtensa-esp32s3-none-elf.json" -Zbuild-std=core,alloc -Zjson-target-spec
+ls -l "$CARGO_TARGET_DIR"/xtensa-esp32s3-none-elf/release/libesp_llm_screen.rlib
+echo "xtensa (esp32s3, windowed ABI + FPU, lx7 kernels) compile check of the engine and the screen layer: ok"

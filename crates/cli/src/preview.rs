@@ -138,6 +138,9 @@ pub fn main(a: Args) -> Result<()> {
         ..Status::default()
     };
     let mut stdout = std::io::stdout().lock();
+    // What drawing costs, in the unit a panel pays for: draws (address windows come per cell)
+    // and character cells redrawn.
+    let (mut draws, mut cells) = (0usize, 0usize);
     let steps = a.steps.max(0) as usize;
     for ev in Generator::new(&mut t, &tokenizer, &mut sampler, ids, steps)? {
         match ev? {
@@ -147,7 +150,8 @@ pub fn main(a: Args) -> Result<()> {
                 status.generated += usize::from(!forced);
                 if screen.push(text, forced) {
                     screen.set_status(&status);
-                    let _ = screen.draw(&mut fb);
+                    cells += screen.draw(&mut fb).unwrap_or(0);
+                    draws += 1;
                 }
             }
             Event::Done(_) => break,
@@ -156,10 +160,11 @@ pub fn main(a: Args) -> Result<()> {
     writeln!(stdout)?;
     screen.finish();
     screen.set_status(&status);
-    let _ = screen.draw(&mut fb);
+    cells += screen.draw(&mut fb).unwrap_or(0);
+    draws += 1;
     write_png(file, &a.output, &fb, a.scale)?;
     eprintln!(
-        "wrote {} ({}x{} screen{}, {} on {}: {} tokens, position {}/{cap})",
+        "wrote {} ({}x{} screen{}, {} on {}: {} tokens, position {}/{cap}; {draws} draws, {cells} cells drawn)",
         a.output.display(),
         size.width,
         size.height,
