@@ -5,7 +5,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use esp_llm_engine::kernels::{Kernels, Scalar};
+use esp_llm_engine::kernels::{Kernels, Math, Scalar};
 
 /// xorshift32, deterministic.
 struct Rng(u32);
@@ -118,6 +118,61 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
                 c,
                 "kernel_check: matmul_q8 rows {rows} stride {stride} group {group} skew {skew}: differs"
             );
+        }
+    }
+    // Activation quantization: vectors of 1..300 values (some shorter than the padded row),
+    // groups as above, with zeros, tiny and huge values and whole zero groups.
+    for i in 0..200 {
+        let (ok, n, group) = crate::with_scratch(|| {
+            let group = [4usize, 8, 16, 32, 64, 12, 43][i % 7];
+            let groups = 1 + rng.below(8) as usize;
+            let nq = group * groups;
+            let nx = if i % 3 == 0 { nq - rng.below(group as u32) as usize } else { nq };
+            let zero_group = rng.below(5) == 0;
+            let x: Vec<f32> = (0..nx)
+                .map(|j| match rng.below(40) {
+                    _ if zero_group && j < group => 0.0,
+                    0 => 1.0e-30,
+                    1 => -3.0e7,
+                    2 => 0.5,
+                    _ => rng.f32() * 3.0,
+                })
+                .collect();
+            let (mut qa, mut sa) = (vec![0i8; nq], vec![0f32; groups]);
+            let (mut qb, mut sb) = (vec![1i8; nq], vec![1f32; groups]);
+            Scalar.quantize(&mut qa, &mut sa, &x, group);
+            k.quantize(&mut qb, &mut sb, &x, group);
+            (qa == qb && same_f32(&sa, &sb), nx, group)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(c, "kernel_check: quantize n {n} group {group}: differs");
+        }
+    }
+    // One head's attention (scores, softmax, weighted values): 1..80 positions, head sizes 8
+    // (the LX7 path) and others (the fallback), cache rows kv_dim apart.
+    for i in 0..200 {
+        let (ok, n, hs, kv_dim) = crate::with_scratch(|| {
+            let hs = if i % 4 == 3 { [4usize, 16, 6][i % 3] } else { 8 };
+            let kv_dim = hs * (1 + rng.below(5) as usize);
+            let n = 1 + rng.below(80) as usize;
+            let q: Vec<f32> = (0..hs).map(|_| rng.f32()).collect();
+            let keys: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
+            let values: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
+            let inv = 2.828_427_f32;
+            let (mut oa, mut aa) = (vec![0f32; hs], vec![0f32; n]);
+            let (mut ob, mut ab) = (vec![1f32; hs], vec![1f32; n]);
+            Scalar.attend(&mut oa, &mut aa, &q, &keys, &values, kv_dim, inv, Math::Portable);
+            k.attend(&mut ob, &mut ab, &q, &keys, &values, kv_dim, inv, Math::Portable);
+            (same_f32(&oa, &ob) && same_f32(&aa, &ab), n, hs, kv_dim)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(c, "kernel_check: attend n {n} head {hs} kv_dim {kv_dim}: differs");
         }
     }
     let _ = writeln!(c, "kernel_check: {passed}/{total} shapes bit-exact (kernels {})", k.name());

@@ -14,9 +14,12 @@
 //! (Espressif's `xtensa-esp32s3-elf-gcc` through the `cc` crate), unless
 //! `ESP_LLM_LX7_ASM=external` (bench/lx7 assembles them with GNU `as` itself).
 
-use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Scalar};
+use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Math, Scalar};
 
 extern "C" {
+    fn esp_llm_lx7_scores8(att: *mut f32, q: *const f32, keys: *const f32, n: u32, kv_dim: u32);
+    fn esp_llm_lx7_values8(out: *mut f32, att: *const f32, values: *const f32, n: u32, kv_dim: u32);
+    fn esp_llm_lx7_div_scalar(out: *mut f32, x: *const f32, n: u32, d: f32);
     fn esp_llm_lx7_matmul_f32(out: *mut f32, w: *const f32, x: *const f32, rows: u32, n: u32);
     fn esp_llm_lx7_quantize(q: *mut i8, s: *mut f32, x: *const f32, n_x: u32, n_q: u32, group: u32);
     #[allow(clippy::too_many_arguments)]
@@ -46,6 +49,50 @@ pub struct Lx7;
 impl Kernels for Lx7 {
     fn name(&self) -> &'static str {
         "lx7"
+    }
+
+    fn attend(
+        &self,
+        out: &mut [f32],
+        att: &mut [f32],
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        kv_dim: usize,
+        inv: f32,
+        math: Math,
+    ) {
+        let n = att.len();
+        // The rows the kernels read: n of kv_dim floats apart, 8 long.
+        let need = n.checked_sub(1).and_then(|m| m.checked_mul(kv_dim)).and_then(|m| m.checked_add(8));
+        let fits = need.is_some_and(|need| need <= keys.len() && need <= values.len());
+        if math != Math::Portable
+            || q.len() != 8
+            || out.len() != 8
+            || !fits
+            || n > u32::MAX as usize
+            || kv_dim > (u32::MAX / 4) as usize
+        {
+            return super::scalar::attend(out, att, q, keys, values, kv_dim, inv, math);
+        }
+        // SAFETY: `keys` and `values` hold rows t * kv_dim .. + 8 for every t < n (checked
+        // above), `att` has n floats and `q`/`out` 8; the kernels touch nothing else.
+        unsafe {
+            esp_llm_lx7_scores8(att.as_mut_ptr(), q.as_ptr(), keys.as_ptr(), n as u32, kv_dim as u32);
+            esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, inv);
+        }
+        // Softmax as Math::softmax (portable expf), its final division in assembly.
+        let max_val = att.iter().fold(att[0], |m, &v| if v > m { v } else { m });
+        let mut sum = 0.0f32;
+        for v in att.iter_mut() {
+            *v = crate::math::expf(*v - max_val);
+            sum += *v;
+        }
+        // SAFETY: as above; the division runs in place over the n scores.
+        unsafe {
+            esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, sum);
+            esp_llm_lx7_values8(out.as_mut_ptr(), att.as_ptr(), values.as_ptr(), n as u32, kv_dim as u32);
+        }
     }
 
     fn quantize(&self, q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {
