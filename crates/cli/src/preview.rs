@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 use embedded_graphics::prelude::Size;
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::plan::{self, Needs};
-use esp_llm_engine::{Checkpoint, Event, Generator, Numerics, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{
+    Checkpoint, Event, Generator, Math, Numerics, Options, Sampler, Tokenizer, Transformer,
+};
 use esp_llm_screen::{Framebuffer, Screen, Status, LCD2_SIZE};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -106,15 +108,19 @@ pub fn main(a: Args) -> Result<()> {
         None => Pool::available_parallelism(),
     };
     let pool = Pool::new(threads).context("starting worker threads")?;
-    let mut t = Transformer::with_numerics_options(
-        ck,
-        Some(board.seq_len),
-        pick_kernels(None)?,
-        Box::new(pool),
+    // The board's (portable) math: the preview shows the board's tokens.
+    let options = Options {
+        seq_len: Some(board.seq_len),
+        kernels: pick_kernels(None)?,
+        workers: Box::new(pool),
         numerics,
-    )?;
+        math: Math::Portable,
+        ..Options::default()
+    };
+    let mut t = Transformer::new(ck, options)?;
     let cap = t.config.seq_len;
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, resolve_seed(a.seed))?;
+    sampler.math = Math::Portable;
     let ids = tokenizer.encode(a.prompt.as_bytes());
     if ids.len() > cap {
         bail!(

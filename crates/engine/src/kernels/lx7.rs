@@ -64,7 +64,8 @@ impl Kernels for Lx7 {
     ) {
         let n = att.len();
         // The rows the kernels read: n of kv_dim floats apart, 8 long.
-        let need = n.checked_sub(1).and_then(|m| m.checked_mul(kv_dim)).and_then(|m| m.checked_add(8));
+        let need =
+            n.checked_sub(1).and_then(|m| m.checked_mul(kv_dim)).and_then(|m| m.checked_add(8));
         let fits = need.is_some_and(|need| need <= keys.len() && need <= values.len());
         if math != Math::Portable
             || q.len() != 8
@@ -78,7 +79,13 @@ impl Kernels for Lx7 {
         // SAFETY: `keys` and `values` hold rows t * kv_dim .. + 8 for every t < n (checked
         // above), `att` has n floats and `q`/`out` 8; the kernels touch nothing else.
         unsafe {
-            esp_llm_lx7_scores8(att.as_mut_ptr(), q.as_ptr(), keys.as_ptr(), n as u32, kv_dim as u32);
+            esp_llm_lx7_scores8(
+                att.as_mut_ptr(),
+                q.as_ptr(),
+                keys.as_ptr(),
+                n as u32,
+                kv_dim as u32,
+            );
             esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, inv);
         }
         // Softmax as Math::softmax (portable expf), its final division in assembly.
@@ -91,7 +98,13 @@ impl Kernels for Lx7 {
         // SAFETY: as above; the division runs in place over the n scores.
         unsafe {
             esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, sum);
-            esp_llm_lx7_values8(out.as_mut_ptr(), att.as_ptr(), values.as_ptr(), n as u32, kv_dim as u32);
+            esp_llm_lx7_values8(
+                out.as_mut_ptr(),
+                att.as_ptr(),
+                values.as_ptr(),
+                n as u32,
+                kv_dim as u32,
+            );
         }
     }
 
