@@ -3,10 +3,10 @@
 //! sampled until EOS, which hands the turn back to the user; `steps` bounds all turns together.
 
 use crate::error::Result;
-use crate::forward::Transformer;
 use crate::generate::clamp_steps;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
+use crate::transformer::Transformer;
 use crate::EOS;
 use alloc::format;
 use alloc::string::String;

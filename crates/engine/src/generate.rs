@@ -6,9 +6,9 @@
 //! that token, so a caller streams text by writing them out as they come.
 
 use crate::error::{Error, Result};
-use crate::forward::Transformer;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
+use crate::transformer::Transformer;
 use crate::BOS;
 use alloc::vec::Vec;
 
