@@ -35,10 +35,9 @@ use core::fmt::{self, Write as _};
 use esp_llm_engine::chat::{Chat, TurnEnd};
 use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::fixed::{self, FixedWeights};
-use esp_llm_engine::parallel::Serial;
 use esp_llm_engine::state::RunState;
 use esp_llm_engine::{
-    kernels, Checkpoint, Error, Event, Generator, Numerics, Sampler, Stop, Tokenizer, Transformer,
+    Checkpoint, Error, Event, Generator, Numerics, Options, Sampler, Stop, Tokenizer, Transformer,
 };
 
 /// Bytes of the message buffer in `esp_llm_error`, its terminating NUL included.
@@ -485,7 +484,7 @@ unsafe fn plan<'a>(
         n => Some(n as usize),
     };
     let run_len = seq_len.map_or(c.seq_len, |n| n.min(c.seq_len));
-    let state = RunState::size_for(&c, &checkpoint.weights, run_len, 1, numerics)?;
+    let state = RunState::size(&c, &checkpoint.weights, run_len, 1, numerics)?;
     let w = &checkpoint.weights;
     let copied = w.copied_bytes();
     let fixed_scales = match numerics {
@@ -637,13 +636,8 @@ pub unsafe extern "C" fn esp_llm_open(
         let p: Plan<'static> = unsafe { plan(model, model_len, options) }?;
         let config = p.checkpoint.config;
         let tokenizer = Tokenizer::from_bytes(p.tokenizer, config.vocab_size)?;
-        let transformer = Transformer::with_numerics_options(
-            p.checkpoint,
-            p.seq_len,
-            kernels::best(),
-            Box::new(Serial),
-            p.numerics,
-        )?;
+        let options = Options { seq_len: p.seq_len, numerics: p.numerics, ..Options::default() };
+        let transformer = Transformer::new(p.checkpoint, options)?;
         let d = esp_llm_sampler_default();
         let sampler = Sampler::new(config.vocab_size, d.temperature, d.topp, d.seed)?;
         let chat = Chat::new(&transformer, 0);

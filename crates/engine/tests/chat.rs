@@ -4,14 +4,14 @@
 //! draws from the RNG at forced positions too, the generator does not.
 
 use esp_llm_engine::chat::{self, Chat, ChatIo, TurnEnd};
-use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{Checkpoint, Event, Generator, Options, Sampler, Tokenizer, Transformer};
 use esp_llm_fixtures::model_bytes;
 
 const STEPS: usize = 120;
 
 /// The non-forced pieces the generator prints for `prompt` (BOS ends them early).
 fn generated_after(model: &[u8], tok: &Tokenizer<'_>, prompt: &str) -> Vec<u8> {
-    let mut t = Transformer::new(Checkpoint::parse(model).unwrap()).unwrap();
+    let mut t = Transformer::new(Checkpoint::parse(model).unwrap(), Options::default()).unwrap();
     let mut s = Sampler::new(t.config.vocab_size, 0.0, 0.9, 1).unwrap();
     let ids = tok.encode(prompt.as_bytes());
     let mut out = Vec::new();
@@ -30,7 +30,8 @@ fn first_turn_is_the_generator_after_the_rendered_prompt() {
     let tok = Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
     for (system, user) in [(None, "Tell me a story"), (Some("Be kind"), "Lily and Tom")] {
         let expected = generated_after(&model, &tok, &chat::render(system, user));
-        let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+        let mut t =
+            Transformer::new(Checkpoint::parse(&model).unwrap(), Options::default()).unwrap();
         let mut s = Sampler::new(t.config.vocab_size, 0.0, 0.9, 1).unwrap();
         let mut c = Chat::new(&t, STEPS);
         let mut reply = Vec::new();
@@ -54,7 +55,7 @@ fn a_writer_that_says_stop_ends_the_turn_and_the_next_goes_on() {
     let model = model_bytes("stories260K.bin");
     let tok_bytes = model_bytes("tok512.bin");
     let tok = Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
-    let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+    let mut t = Transformer::new(Checkpoint::parse(&model).unwrap(), Options::default()).unwrap();
     let mut s = Sampler::new(t.config.vocab_size, 0.0, 0.9, 1).unwrap();
     let mut c = Chat::new(&t, 0);
     let mut pieces = 0;
@@ -96,7 +97,8 @@ fn chat_loop_prints_the_turns_with_run_c_guides() {
     let tok_bytes = model_bytes("tok512.bin");
     let tok = Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
     let run = |steps| {
-        let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+        let mut t =
+            Transformer::new(Checkpoint::parse(&model).unwrap(), Options::default()).unwrap();
         let mut s = Sampler::new(512, 0.0, 0.9, 1).unwrap();
         let mut io = Script { lines: vec!["".into(), "Hello".into()], out: Vec::new() };
         chat::chat(&mut t, &tok, &mut s, None, None, steps, &mut io).unwrap();
@@ -108,7 +110,8 @@ fn chat_loop_prints_the_turns_with_run_c_guides() {
     assert!(text.ends_with('\n'));
     // The reply is the greedy generator's after the rendered prompt.
     let expected = {
-        let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+        let mut t =
+            Transformer::new(Checkpoint::parse(&model).unwrap(), Options::default()).unwrap();
         let mut s = Sampler::new(512, 0.0, 0.9, 1).unwrap();
         let ids = tok.encode(chat::render(Some(""), "Hello").as_bytes());
         let mut out = Vec::new();
