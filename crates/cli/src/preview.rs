@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 use embedded_graphics::prelude::Size;
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::plan::{self, Needs};
-use esp_llm_engine::{Checkpoint, Event, Generator, Numerics, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{
+    Checkpoint, Event, Generator, Math, Numerics, Options, Sampler, Tokenizer, Transformer,
+};
 use esp_llm_screen::{Framebuffer, Screen, Status, LCD2_SIZE};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -105,20 +107,20 @@ pub fn main(a: Args) -> Result<()> {
         Some(n) => n,
         None => Pool::available_parallelism(),
     };
-    let workers = Box::new(Pool::new(threads).context("starting worker threads")?);
-    // A board's tokens: the portable math the boards run, not the host's C library.
-    let options = esp_llm_engine::Options {
+    let pool = Pool::new(threads).context("starting worker threads")?;
+    // The board's (portable) math: the preview shows the board's tokens.
+    let options = Options {
         seq_len: Some(board.seq_len),
         kernels: pick_kernels(None)?,
-        workers,
+        workers: Box::new(pool),
         numerics,
-        math: esp_llm_engine::Math::Portable,
-        ..Default::default()
+        math: Math::Portable,
+        ..Options::default()
     };
     let mut t = Transformer::new(ck, options)?;
     let cap = t.config.seq_len;
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, resolve_seed(a.seed))?;
-    sampler.math = t.math();
+    sampler.math = Math::Portable;
     let ids = tokenizer.encode(a.prompt.as_bytes());
     if ids.len() > cap {
         bail!(

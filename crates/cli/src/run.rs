@@ -168,10 +168,10 @@ pub fn check_memory(
     let c = &ck.config;
     let fp = Footprint::of(c, &ck.weights, c.seq_len, DEFAULT_PREFILL, numerics)?;
     let state = fp.state;
-    let need = (fp.weights + fp.allocated()) as u64;
+    let need = (fp.weights + fp.derived + state.total()) as u64;
     let parts = format!(
-        "{} of weights, {} derived from them at load, {} of KV cache for {} positions, {} of activations",
-        fp.weights, fp.derived, state.kv_cache, c.seq_len, state.activations
+        "{} of weights, {} of KV cache for {} positions, {} of activations, {} derived at load",
+        fp.weights, state.kv_cache, c.seq_len, state.activations, fp.derived
     );
     if let Some(max) = max {
         if need > max {

@@ -113,6 +113,8 @@ pub(crate) struct Float<'s, 'w> {
     pub xq: &'s mut [i8],
     pub xs: &'s mut [f32],
     pub logits: &'s mut [f32],
+    /// The int8 input layout of the run state ([`crate::state::q8_layout`], computed once).
+    pub q8: (usize, usize),
 }
 
 impl Float<'_, '_> {
@@ -120,12 +122,11 @@ impl Float<'_, '_> {
     fn input<'i>(
         xq: &'i mut [i8],
         xs: &'i mut [f32],
-        w: &Weights<'_>,
+        (q_stride, s_stride): (usize, usize),
         x: &'i [f32],
         stride: usize,
         batch: usize,
     ) -> BatchInput<'i> {
-        let (q_stride, s_stride) = crate::state::q8_layout(w);
         BatchInput { x, x_stride: stride, xq, q_stride, xs, s_stride, batch, layout: None }
     }
 }
@@ -160,7 +161,7 @@ impl Block for Float<'_, '_> {
         let s = &mut *self.s;
         // k and v land in the cache rows of their positions.
         let kv_at = (l * self.c.seq_len + pos0) * kv_dim;
-        let mut input = Self::input(self.xq, self.xs, self.w, &s.xb, dim, nb);
+        let mut input = Self::input(self.xq, self.xs, self.q8, &s.xb, dim, nb);
         let targets = [
             Target::new(&layer.wq, &mut s.q, dim, nb),
             Target::new(&layer.wk, &mut s.key_cache[kv_at..], kv_dim, nb),
@@ -190,7 +191,7 @@ impl Block for Float<'_, '_> {
         let (att, xb) = (Shared::new(&mut s.att), Shared::new(&mut s.xb));
         let macs = nb * c.n_heads * (pos0 + nb) * head_size * 2;
         let inv = libm::sqrtf(head_size as f32);
-        let math = self.ctx.math;
+        let (math, kernels) = (self.ctx.math, self.ctx.kernels);
         split_job(self.ctx.workers, c.n_heads, 1, macs, &|heads| {
             for h in heads {
                 // SAFETY: head h's score row and its slices of xb belong to this worker only
@@ -201,24 +202,10 @@ impl Block for Float<'_, '_> {
                     let pos = pos0 + b;
                     let qh = &q[b * dim + h * head_size..][..head_size];
                     let att = &mut att_h[..pos + 1];
-                    for (t, a) in att.iter_mut().enumerate() {
-                        let kt = &key_cache[kv_off + t * kv_dim..][..head_size];
-                        let mut score = 0.0f32;
-                        for (qi, ki) in qh.iter().zip(kt) {
-                            score += qi * ki;
-                        }
-                        *a = score / inv;
-                    }
-                    math.softmax(att);
                     // SAFETY: as above.
                     let out = unsafe { xb.part(b * dim + h * head_size, head_size) };
-                    out.fill(0.0);
-                    for (t, &a) in att.iter().enumerate() {
-                        let vt = &value_cache[kv_off + t * kv_dim..][..head_size];
-                        for (o, vi) in out.iter_mut().zip(vt) {
-                            *o += a * vi;
-                        }
-                    }
+                    let (keys, values) = (&key_cache[kv_off..], &value_cache[kv_off..]);
+                    kernels.attend(out, att, qh, keys, values, kv_dim, inv, math);
                 }
             }
         });
@@ -227,7 +214,7 @@ impl Block for Float<'_, '_> {
     fn output(&mut self, l: usize, nb: usize) {
         let dim = self.c.dim;
         let s = &mut *self.s;
-        let mut input = Self::input(self.xq, self.xs, self.w, &s.xb, dim, nb);
+        let mut input = Self::input(self.xq, self.xs, self.q8, &s.xb, dim, nb);
         let wo = &self.w.layers[l].wo;
         self.ctx.concat(&[Target::new(wo, &mut s.xb2, dim, nb)], &mut input);
     }
@@ -236,9 +223,9 @@ impl Block for Float<'_, '_> {
         let (dim, hidden_dim) = (self.c.dim, self.c.hidden_dim);
         let layer = &self.w.layers[l];
         let s = &mut *self.s;
-        let mut input = Self::input(self.xq, self.xs, self.w, &s.xb, dim, nb);
+        let mut input = Self::input(self.xq, self.xs, self.q8, &s.xb, dim, nb);
         self.ctx.ffn_up(&layer.w1, &layer.w3, &mut s.hb, &mut s.hb2, hidden_dim, nb, &mut input);
-        let mut input = Self::input(self.xq, self.xs, self.w, &s.hb, hidden_dim, nb);
+        let mut input = Self::input(self.xq, self.xs, self.q8, &s.hb, hidden_dim, nb);
         self.ctx.concat(&[Target::new(&layer.w2, &mut s.xb, dim, nb)], &mut input);
     }
 
@@ -257,7 +244,7 @@ impl Block for Float<'_, '_> {
         let dim = self.c.dim;
         let last = &mut self.s.x[b * dim..(b + 1) * dim];
         rmsnorm_in_place(last, &self.w.rms_final_weight);
-        let mut input = Self::input(self.xq, self.xs, self.w, last, dim, 1);
+        let mut input = Self::input(self.xq, self.xs, self.q8, last, dim, 1);
         let vocab = self.logits.len();
         let target = Target::new(self.w.classifier(), self.logits, vocab, 1);
         self.ctx.concat(&[target], &mut input);
@@ -280,7 +267,7 @@ struct BatchInput<'s> {
 
 impl BatchInput<'_> {
     /// Quantizes the inputs for int8 rows of `stride` values in groups of `group` (once).
-    fn prepare(&mut self, m: &Matrix<'_>) {
+    fn prepare(&mut self, m: &Matrix<'_>, kernels: &dyn Kernels) {
         let Matrix::Q8(m) = m else { return };
         if self.layout == Some((m.stride, m.group)) {
             return;
@@ -288,7 +275,7 @@ impl BatchInput<'_> {
         let groups = m.stride / m.group;
         for b in 0..self.batch {
             let x = &self.x[b * self.x_stride..][..m.cols];
-            quantize(
+            kernels.quantize(
                 &mut self.xq[b * self.q_stride..][..m.stride],
                 &mut self.xs[b * self.s_stride..][..groups],
                 x,
@@ -394,7 +381,7 @@ impl Ctx<'_> {
             }
             return;
         }
-        input.prepare(first.m);
+        input.prepare(first.m, self.kernels);
         let input = &*input;
         let mut rows = [0usize; 3];
         for (r, t) in rows.iter_mut().zip(targets) {
@@ -420,14 +407,14 @@ impl Ctx<'_> {
         nb: usize,
         input: &mut BatchInput<'_>,
     ) {
-        let math = self.math;
+        let (math, kernels) = (self.math, self.kernels);
         let t1 = Target::new(w1, hb, hidden_dim, nb);
         let t3 = Target::new(w3, hb2, hidden_dim, nb);
         let swiglu = |rows: Range<usize>| {
             for b in 0..nb {
                 // SAFETY: the caller owns these rows of both buffers.
                 let (h1, h3) = unsafe { (t1.rows(b, rows.clone()), t3.rows(b, rows.clone())) };
-                math.swiglu(h1, h3);
+                kernels.swiglu(h1, h3, math);
             }
         };
         if !same_input(w1, w3) {
@@ -436,7 +423,7 @@ impl Ctx<'_> {
             // All workers are done: the buffers are no longer shared.
             return swiglu(0..hidden_dim);
         }
-        input.prepare(w1);
+        input.prepare(w1, self.kernels);
         let input = &*input;
         let macs = 2 * hidden_dim * BatchInput::macs(w1) * nb;
         split_job(self.workers, hidden_dim, ROW_ALIGN, macs, &|rows| {

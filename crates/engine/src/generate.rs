@@ -12,8 +12,9 @@ use crate::transformer::Transformer;
 use crate::BOS;
 use alloc::vec::Vec;
 
-/// Why generation ended.
+/// Why generation ended (more reasons may be added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stop {
     /// All steps were run.
     Steps,

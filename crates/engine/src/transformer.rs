@@ -134,6 +134,8 @@ pub struct Transformer<'a> {
     rope_freq: Vec<f32>,
     /// Integer parameters when running in fixed point ([`Numerics::Fixed`]).
     fixed: Option<FixedWeights>,
+    /// Longest int8 row and its scales ([`crate::state::q8_layout`]): the run state's layout.
+    q8: (usize, usize),
 }
 
 impl<'a> Transformer<'a> {
@@ -170,7 +172,8 @@ impl<'a> Transformer<'a> {
         for (f, v) in rope_freq.iter_mut().zip(math.rope_freq(config.head_size())) {
             *f = v;
         }
-        Ok(Transformer { config, weights, state, kernels, workers, math, rope_freq, fixed })
+        let q8 = crate::state::q8_layout(&weights);
+        Ok(Transformer { config, weights, state, kernels, workers, math, rope_freq, fixed, q8 })
     }
 
     /// The numerics in use.
@@ -260,7 +263,7 @@ impl<'a> Transformer<'a> {
         let RunState { act, logits: out, xq, xs, .. } = &mut self.state;
         match (act, &self.fixed) {
             (Activations::Float(s), _) => {
-                let mut block = Float { c, w, ctx, rope_freq, s, xq, xs, logits: out };
+                let mut block = Float { c, w, ctx, rope_freq, s, xq, xs, logits: out, q8: self.q8 };
                 step(&mut block, c.n_layers, tokens, pos0, logits);
             }
             (Activations::Fixed(s), Some(fw)) => {
