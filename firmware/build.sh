@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the esp-llm firmware for one chip and prints the ELF's path (last line of stdout).
 #
-#   firmware/build.sh esp32c3|esp32c6|esp32p4|esp32s3 [--release]
+#   firmware/build.sh esp32c3|esp32c6|esp32p4|esp32s3 [--release] [--features display]
 #
 # RISC-V chips (esp32c3, esp32c6, esp32p4) use Debian's rustc (>= 1.95, with rust-src) from
 # /usr/bin: RUSTC_BOOTSTRAP=1 unlocks -Zbuild-std, which builds core/alloc for the target.
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 esp32c3|esp32c6|esp32p4|esp32s3 [--release]" >&2
+    echo "usage: $0 esp32c3|esp32c6|esp32p4|esp32s3 [--release] [--features display]" >&2
     exit 2
 }
 
@@ -21,11 +21,14 @@ chip=$1
 shift
 profile=debug
 cargo_profile=()
-for arg in "$@"; do
-    case "$arg" in
+features=$chip
+while [ $# -gt 0 ]; do
+    case "$1" in
         --release) profile=release; cargo_profile=(--release) ;;
+        --features) [ $# -ge 2 ] || usage; features="$features,$2"; shift ;;
         *) usage ;;
     esac
+    shift
 done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,7 +55,7 @@ MSG
         exit 1
     fi
     # shellcheck disable=SC2086
-    cargo +esp build "${cargo_profile[@]}" --target "$target" --features esp32s3 ${ESP_LLM_FW_CARGO_ARGS:-} >&2
+    cargo +esp build "${cargo_profile[@]}" --target "$target" --features "$features" ${ESP_LLM_FW_CARGO_ARGS:-} >&2
 else
     if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/src/rust/library ]; then
         cat >&2 <<'MSG'
@@ -64,7 +67,7 @@ MSG
     export PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
     unset RUSTUP_TOOLCHAIN
     # shellcheck disable=SC2086
-    /usr/bin/cargo build "${cargo_profile[@]}" --target "$target" --features "$chip" ${ESP_LLM_FW_CARGO_ARGS:-} >&2
+    /usr/bin/cargo build "${cargo_profile[@]}" --target "$target" --features "$features" ${ESP_LLM_FW_CARGO_ARGS:-} >&2
 fi
 
 elf="$CARGO_TARGET_DIR/$target/$profile/esp-llm-firmware"

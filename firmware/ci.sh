@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# CI for the firmware: builds esp32c3, esp32c6 and esp32p4 in release and prints their sizes.
+# CI for the firmware: builds esp32c3, esp32c6 and esp32p4 in release, each without and with
+# the `display` feature (the ST7789 screen; it adds only the app crate's recompile and link and
+# the driver crates, ~10-20 s of CPU per chip once the dependencies are cached), and prints the
+# sizes.
 #   firmware/ci.sh            build the three RISC-V chips
 #   firmware/ci.sh --clippy   also run clippy -D warnings per chip (needs rust-web-clippy)
 # Self-contained: installs Debian's cross toolchain if it is missing. The ESP32-S3 (Xtensa)
@@ -38,14 +41,17 @@ sizes() {
 status=0
 summary=()
 for chip in esp32c3 esp32c6 esp32p4; do
-    echo "== firmware: $chip (release)"
-    start=$(date +%s)
-    if elf=$("$here/build.sh" "$chip" --release); then
-        summary+=("$chip: $(sizes "$elf") ($(( $(date +%s) - start )) s)")
-    else
-        summary+=("$chip: BUILD FAILED")
-        status=1
-    fi
+    for features in "" display; do
+        name="$chip${features:+ +$features}"
+        echo "== firmware: $name (release)"
+        start=$(date +%s)
+        if elf=$("$here/build.sh" "$chip" --release ${features:+--features $features}); then
+            summary+=("$name: $(sizes "$elf") ($(( $(date +%s) - start )) s)")
+        else
+            summary+=("$name: BUILD FAILED")
+            status=1
+        fi
+    done
     if [ $clippy = 1 ]; then
         case "$chip" in
             esp32c3) target=riscv32imc-unknown-none-elf ;;
@@ -53,7 +59,7 @@ for chip in esp32c3 esp32c6 esp32p4; do
             esp32p4) target=riscv32imafc-unknown-none-elf ;;
         esac
         if ! (cd "$here" && PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-            /usr/bin/cargo clippy --release --target "$target" --features "$chip" -- -D warnings); then
+            /usr/bin/cargo clippy --release --target "$target" --features "$chip,display" -- -D warnings); then
             summary+=("$chip: CLIPPY FAILED")
             status=1
         fi

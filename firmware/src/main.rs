@@ -6,6 +6,7 @@
 //! when it fits with room to spare, else into PSRAM, else (chips without PSRAM) read in place
 //! through the flash MMU; the context is capped to what the KV cache can hold in what is left. Flash layout: `partitions-4mb.csv` / `partitions-16mb.csv`.
 //! Console: UART0 at 115200 baud and USB-Serial-JTAG; a line is answered on its own port.
+//! Screen (feature `display`): the story on the ESP32-S3-LCD-2's ST7789 (pins: `display.rs`).
 //!
 //! Everything that can be tested without a chip (line assembly, commands, partition table,
 //! bundle probe, context planning, the dual-core protocol) is in `crates/board`.
@@ -17,6 +18,8 @@ extern crate alloc;
 mod console;
 #[cfg(feature = "dual-core")]
 mod cores;
+#[cfg(feature = "display")]
+mod display;
 #[cfg(feature = "flash-map")]
 mod flashmap;
 mod storage;
@@ -33,10 +36,10 @@ use esp_llm_board::command::{self, Command, Settings, HELP};
 use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
 use esp_llm_board::plan::context_cap_for;
 use esp_llm_board::summary::Summary;
-use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::fixed::FixedWeights;
+use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::{
-    kernels, Event, Format, Generator, Numerics, Sampler, Tokenizer, Transformer,
+    kernels, Event, Format, Generator, Numerics, Options, Sampler, Tokenizer, Transformer,
 };
 
 /// Whether this chip lacks a floating-point unit (ESP32-C3/C6: rv32imc/rv32imac).
@@ -108,6 +111,14 @@ fn main() -> ! {
     );
 
     let _ = write!(con.out(Port::Uart), "\nesp-llm on {CHIP}\n");
+    #[cfg(feature = "display")]
+    let lcd = match display::Lcd::new(p.SPI2, crate::lcd_pins!(p)) {
+        Ok(lcd) => Some(lcd),
+        Err(e) => {
+            let _ = writeln!(con.out(Port::Uart), "display: {e}; the story goes to serial only");
+            None
+        }
+    };
     let mut flash = esp_storage::FlashStorage::new(p.FLASH);
     let loaded = storage::load(&mut flash);
 
@@ -147,7 +158,14 @@ fn main() -> ! {
     }
     let _ = write!(con.out(Port::Uart), "type a prompt, or /help\n> ");
 
-    let mut repl = Repl { settings: Settings::default(), echo: true, model, no_model };
+    let mut repl = Repl {
+        settings: Settings::default(),
+        echo: true,
+        model,
+        no_model,
+        #[cfg(feature = "display")]
+        lcd,
+    };
     let mut lines: [LineAssembler<LINE_MAX>; 2] = [LineAssembler::new(), LineAssembler::new()];
     let mut buf = [0u8; 64];
     loop {
@@ -218,7 +236,9 @@ fn prepare(
         .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
     let transformer = loop {
         let (k, w) = (kernels::best(), workers());
-        match Transformer::with_numerics_options(ckpt.clone(), Some(cap), k, w, numerics) {
+        let options =
+            Options { seq_len: Some(cap), kernels: k, workers: w, numerics, ..Options::default() };
+        match Transformer::new(ckpt.clone(), options) {
             Ok(t) => break t,
             Err(esp_llm_engine::Error::OutOfMemory { .. }) if cap > 1 => cap -= cap.div_ceil(8),
             Err(e) => return Err(format!("model: {e}")),
@@ -257,6 +277,9 @@ struct Repl {
     model: Option<Model>,
     /// Why there is no model, for /info (the boot message may have gone to the other port).
     no_model: String,
+    /// The screen, when it came up.
+    #[cfg(feature = "display")]
+    lcd: Option<display::Lcd>,
 }
 
 impl Repl {
@@ -287,7 +310,13 @@ impl Repl {
             Command::Echo(on) => self.echo = on,
             Command::Info => info(con.out(port), self.model.as_ref(), &self.no_model),
             Command::Prompt(text) => match &mut self.model {
-                Some(m) => run(con, port, m, text, s, true),
+                Some(m) => {
+                    #[cfg(feature = "display")]
+                    let lcd = self.lcd.as_mut();
+                    #[cfg(not(feature = "display"))]
+                    let lcd = None;
+                    run(con, port, m, text, s, true, lcd)
+                }
                 None => {
                     let _ = writeln!(con.out(port), "no model loaded (see /info)");
                 }
@@ -300,7 +329,8 @@ impl Repl {
                         "bench: greedy, prompt \"{BENCH_PROMPT}\", steps {}",
                         greedy.steps
                     );
-                    run(con, port, m, BENCH_PROMPT, &greedy, false);
+                    // Not drawn: /bench times the engine alone.
+                    run(con, port, m, BENCH_PROMPT, &greedy, false, None);
                 }
                 None => {
                     let _ = writeln!(con.out(port), "no model loaded (see /info)");
@@ -364,8 +394,24 @@ fn info(mut out: console::Out<'_, '_>, model: Option<&Model>, no_model: &str) {
     }
 }
 
-/// Generates one story on `port`, streaming text if `print`; Ctrl-C on any port stops it.
-fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Settings, print: bool) {
+/// Without the `display` feature there is no screen to draw on.
+#[cfg(not(feature = "display"))]
+enum Lcd {}
+
+#[cfg(feature = "display")]
+use display::Lcd;
+
+/// Generates one story on `port`, streaming text if `print` and drawing it on `lcd`; Ctrl-C on
+/// any port stops it.
+fn run(
+    con: &mut Console<'_>,
+    port: Port,
+    m: &mut Model,
+    prompt: &str,
+    s: &Settings,
+    print: bool,
+    mut lcd: Option<&mut Lcd>,
+) {
     let vocab = m.transformer.config.vocab_size;
     let mut sampler = match Sampler::new(vocab, s.temperature, s.topp, s.seed) {
         Ok(x) => x,
@@ -388,13 +434,39 @@ fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Setti
     let mut n = 0usize;
     let mut buf = [0u8; 64];
     let mut interrupted = false;
+    #[cfg(feature = "display")]
+    let mut status =
+        esp_llm_screen::Status { cap: m.cap, temperature: s.temperature, ..Default::default() };
+    #[cfg(feature = "display")]
+    let mut first_sampled: Option<Instant> = None;
+    #[cfg(feature = "display")]
+    if let Some(lcd) = lcd.as_deref_mut() {
+        lcd.begin();
+    }
     for ev in gen {
         match ev {
-            Ok(Event::Token { text, .. }) => {
+            Ok(Event::Token { text, pos, forced, .. }) => {
                 n += 1;
                 if print {
                     con.out(port).bytes(text);
                 }
+                #[cfg(feature = "display")]
+                if let Some(lcd) = lcd.as_deref_mut() {
+                    status.pos = pos + 1;
+                    if !forced {
+                        status.generated += 1;
+                        // Speed over the sampled tokens (the prompt is a prefill batch).
+                        let t0 = *first_sampled.get_or_insert_with(Instant::now);
+                        let us = t0.elapsed().as_micros();
+                        if status.generated > 1 && us > 0 {
+                            status.tok_per_s =
+                                Some((status.generated - 1) as f32 * 1e6 / us as f32);
+                        }
+                    }
+                    lcd.token(text, forced, &status);
+                }
+                #[cfg(not(feature = "display"))]
+                let _ = (pos, forced, &mut lcd);
             }
             Ok(Event::Done(_)) => break,
             Err(e) => {
@@ -423,4 +495,22 @@ fn run(con: &mut Console<'_>, port: Port, m: &mut Model, prompt: &str, s: &Setti
         (false, false) => {}
     }
     let _ = writeln!(con.out(port), "{}", Summary { tokens: n, micros });
+    #[cfg(feature = "display")]
+    if let Some(lcd) = lcd {
+        lcd.end(&status);
+        match &lcd.error {
+            Some(e) => {
+                let _ = writeln!(con.out(port), "display: drawing failed ({e}), stopped");
+            }
+            None => {
+                let _ = writeln!(
+                    con.out(port),
+                    "display: {} draws, {} cells, {} ms of drawing",
+                    lcd.draws,
+                    lcd.cells,
+                    lcd.micros / 1000
+                );
+            }
+        }
+    }
 }

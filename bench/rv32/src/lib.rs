@@ -26,7 +26,7 @@ use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::Serial;
-use esp_llm_engine::{Checkpoint, Numerics, Sampler, Tokenizer, Transformer, BOS};
+use esp_llm_engine::{Checkpoint, Math, Numerics, Options, Sampler, Tokenizer, Transformer, BOS};
 
 /// The prompt and number of forward passes (prompt positions included), as in the issue.
 pub const PROMPT: &[u8] = b"Once upon a time";
@@ -425,8 +425,15 @@ fn bench(
     let kern: &'static dyn Kernels = counted;
     #[cfg(not(feature = "phases"))]
     let kern: &'static dyn Kernels = chosen;
-    let mut transformer =
-        Transformer::with_numerics_options(ckpt, None, kern, Box::new(Serial), numerics)?;
+    // The portable math, as on a board (also when this builds for a host with `std`).
+    let options = Options {
+        kernels: kern,
+        workers: Box::new(Serial),
+        numerics,
+        math: Math::Portable,
+        ..Options::default()
+    };
+    let mut transformer = Transformer::new(ckpt, options)?;
     let tokenizer = Tokenizer::from_bytes(TOKENIZER, vocab)?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0)?;
     let prompt = tokenizer.encode(PROMPT);

@@ -23,7 +23,7 @@ pub fn context_cap_for(
     numerics: Numerics,
 ) -> Option<usize> {
     let fits = |seq: usize| {
-        RunState::size_for(config, weights, seq, 1, numerics)
+        RunState::size(config, weights, seq, 1, numerics)
             .map(|s| s.total() <= budget)
             .unwrap_or(false)
     };
@@ -82,15 +82,18 @@ pub(crate) mod tests {
             let bytes = std::fs::read(dir.join(name)).unwrap();
             let ckpt = Checkpoint::parse(&bytes).unwrap();
             let (c, w) = (&ckpt.config, &ckpt.weights);
-            let full = RunState::size(c, w, c.seq_len).unwrap().total();
+            let full = RunState::size(c, w, c.seq_len, 1, Numerics::Float).unwrap().total();
             assert_eq!(context_cap(c, w, full), Some(c.seq_len), "{name}");
             assert_eq!(context_cap(c, w, usize::MAX), Some(c.seq_len));
             for budget in [full - 1, full / 2, full / 7] {
                 let cap = context_cap(c, w, budget).unwrap();
-                assert!(RunState::size(c, w, cap).unwrap().total() <= budget);
-                assert!(RunState::size(c, w, cap + 1).unwrap().total() > budget, "{name} {budget}");
+                assert!(RunState::size(c, w, cap, 1, Numerics::Float).unwrap().total() <= budget);
+                assert!(
+                    RunState::size(c, w, cap + 1, 1, Numerics::Float).unwrap().total() > budget,
+                    "{name} {budget}"
+                );
             }
-            let one = RunState::size(c, w, 1).unwrap().total();
+            let one = RunState::size(c, w, 1, 1, Numerics::Float).unwrap().total();
             assert_eq!(context_cap(c, w, one - 1), None);
         }
     }
@@ -104,7 +107,7 @@ pub(crate) mod tests {
             std::fs::read(esp_llm_fixtures::shared("models").join("stories260K_q80.bin")).unwrap();
         let ckpt = Checkpoint::parse(&bytes).unwrap();
         let (c, w) = (&ckpt.config, &ckpt.weights);
-        let size = |seq, n| RunState::size_for(c, w, seq, 1, n).unwrap();
+        let size = |seq, n| RunState::size(c, w, seq, 1, n).unwrap();
         assert_eq!(
             size(c.seq_len, Numerics::Fixed).kv_cache * 2,
             size(c.seq_len, Numerics::Float).kv_cache

@@ -5,7 +5,7 @@
 use esp_llm_board::cores::{JobSlot, TwoCores};
 use esp_llm_engine::checkpoint::bundle::{self, Bundle, Quant};
 use esp_llm_engine::parallel::{Serial, Workers};
-use esp_llm_engine::{kernels, Checkpoint, Event, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{Checkpoint, Event, Generator, Options, Sampler, Tokenizer, Transformer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts the jobs that reach the workers, to prove the second worker was really used.
@@ -32,7 +32,9 @@ fn run(
     let b = Bundle::parse(blob).unwrap();
     let ckpt = b.checkpoint;
     let tok = Tokenizer::from_bytes(b.tokenizer, ckpt.config.vocab_size).unwrap();
-    let mut t = Transformer::with_options(ckpt, Some(64), kernels::best(), workers).unwrap();
+    let mut t =
+        Transformer::new(ckpt, Options { seq_len: Some(64), workers, ..Options::default() })
+            .unwrap();
     let prompt = tok.encode(prompt.as_bytes());
     // Logits of the first steps, straight from forward.
     let mut bits = Vec::new();

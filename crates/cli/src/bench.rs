@@ -74,7 +74,8 @@ pub fn main(a: Args) -> Result<()> {
     let c = ck.config;
     let numerics = a.numerics.into();
     crate::run::check_memory(&ck, None, numerics)?;
-    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?, numerics)?;
+    let kernels = pick_kernels(a.kernels.as_deref())?;
+    let mut t = transformer(ck, a.threads, kernels, numerics, esp_llm_engine::Math::default())?;
     if a.prompt > c.seq_len || a.gen > c.seq_len {
         bail!("--prompt and --gen must be at most the model's context ({})", c.seq_len);
     }

@@ -3,8 +3,7 @@
 use crate::files;
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::eval::{compare, Agreement};
-use esp_llm_engine::parallel::Serial;
-use esp_llm_engine::{Checkpoint, Tokenizer, Transformer};
+use esp_llm_engine::{Checkpoint, Options, Tokenizer, Transformer};
 use std::path::PathBuf;
 
 /// The public golden prompts, used when none are given.
@@ -60,9 +59,9 @@ pub fn main(a: Args) -> Result<()> {
     let tok = Tokenizer::from_bytes(&tb, rc.config.vocab_size)
         .with_context(|| format!("{}", tok_path.display()))?;
     let (rf, cf) = (rc.format, cc.format);
-    let mut reference = Transformer::new(rc)?;
-    let (k, serial) = (esp_llm_engine::kernels::best(), Box::new(Serial));
-    let mut candidate = Transformer::with_numerics_options(cc, None, k, serial, a.numerics.into())?;
+    let mut reference = Transformer::new(rc, Options::default())?;
+    let numerics = a.numerics.into();
+    let mut candidate = Transformer::new(cc, Options { numerics, ..Options::default() })?;
     let prompts: Vec<String> = if a.prompts.is_empty() {
         DEFAULT_PROMPTS.iter().map(|s| s.to_string()).collect()
     } else {

@@ -33,7 +33,7 @@ pub fn main(a: Args) -> Result<()> {
             }
         }
     }
-    let state = RunState::size(&c, w, c.seq_len)?;
+    let state = RunState::size(&c, w, c.seq_len, 1, esp_llm_engine::Numerics::Float)?;
     let weights = f32_bytes + q_bytes + scale_bytes;
     if a.json {
         let out = serde_json::json!({

@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 use embedded_graphics::prelude::Size;
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::plan::{self, Needs};
-use esp_llm_engine::{Checkpoint, Event, Generator, Numerics, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{
+    Checkpoint, Event, Generator, Math, Numerics, Options, Sampler, Tokenizer, Transformer,
+};
 use esp_llm_screen::{Framebuffer, Screen, Status, LCD2_SIZE};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -106,15 +108,19 @@ pub fn main(a: Args) -> Result<()> {
         None => Pool::available_parallelism(),
     };
     let pool = Pool::new(threads).context("starting worker threads")?;
-    let mut t = Transformer::with_numerics_options(
-        ck,
-        Some(board.seq_len),
-        pick_kernels(None)?,
-        Box::new(pool),
+    // The board's (portable) math: the preview shows the board's tokens.
+    let options = Options {
+        seq_len: Some(board.seq_len),
+        kernels: pick_kernels(None)?,
+        workers: Box::new(pool),
         numerics,
-    )?;
+        math: Math::Portable,
+        ..Options::default()
+    };
+    let mut t = Transformer::new(ck, options)?;
     let cap = t.config.seq_len;
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, resolve_seed(a.seed))?;
+    sampler.math = Math::Portable;
     let ids = tokenizer.encode(a.prompt.as_bytes());
     if ids.len() > cap {
         bail!(
@@ -138,6 +144,9 @@ pub fn main(a: Args) -> Result<()> {
         ..Status::default()
     };
     let mut stdout = std::io::stdout().lock();
+    // What drawing costs, in the unit a panel pays for: draws (address windows come per cell)
+    // and character cells redrawn.
+    let (mut draws, mut cells) = (0usize, 0usize);
     let steps = a.steps.max(0) as usize;
     for ev in Generator::new(&mut t, &tokenizer, &mut sampler, ids, steps)? {
         match ev? {
@@ -147,7 +156,8 @@ pub fn main(a: Args) -> Result<()> {
                 status.generated += usize::from(!forced);
                 if screen.push(text, forced) {
                     screen.set_status(&status);
-                    let _ = screen.draw(&mut fb);
+                    cells += screen.draw(&mut fb).unwrap_or(0);
+                    draws += 1;
                 }
             }
             Event::Done(_) => break,
@@ -156,10 +166,11 @@ pub fn main(a: Args) -> Result<()> {
     writeln!(stdout)?;
     screen.finish();
     screen.set_status(&status);
-    let _ = screen.draw(&mut fb);
+    cells += screen.draw(&mut fb).unwrap_or(0);
+    draws += 1;
     write_png(file, &a.output, &fb, a.scale)?;
     eprintln!(
-        "wrote {} ({}x{} screen{}, {} on {}: {} tokens, position {}/{cap})",
+        "wrote {} ({}x{} screen{}, {} on {}: {} tokens, position {}/{cap}; {draws} draws, {cells} cells drawn)",
         a.output.display(),
         size.width,
         size.height,

@@ -4,12 +4,13 @@ use crate::files::{self, Blob};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::checkpoint::bundle;
-use esp_llm_engine::fixed::FixedWeights;
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::state::{RunState, StateSize};
+use esp_llm_engine::state::StateSize;
+use esp_llm_engine::transformer::DEFAULT_PREFILL;
 use esp_llm_engine::{
-    Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer, Transformer,
+    Checkpoint, Event, Footprint, Generator, Math, Numerics, Options, Sampler, Stop, Tokenizer,
+    Transformer,
 };
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,25 @@ impl From<NumericsArg> for Numerics {
         match n {
             NumericsArg::Float => Numerics::Float,
             NumericsArg::Fixed => Numerics::Fixed,
+        }
+    }
+}
+
+/// Where `expf`, `cosf`, `sinf` and `powf` come from (`--math`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MathArg {
+    /// The C library's: llama2.c's tokens when it is built on this system.
+    #[default]
+    System,
+    /// The portable ones the boards run: the tokens of a board (bench/rv32, the emulators).
+    Portable,
+}
+
+impl From<MathArg> for Math {
+    fn from(m: MathArg) -> Math {
+        match m {
+            MathArg::System => Math::System,
+            MathArg::Portable => Math::Portable,
         }
     }
 }
@@ -100,6 +120,10 @@ pub struct Args {
     /// (int8 models only), to see on the host the tokens an ESP32-C3/C6 would give.
     #[arg(long, value_enum, default_value_t = NumericsArg::Float)]
     pub numerics: NumericsArg,
+    /// system: the C library's expf/cosf/sinf/powf, as llama2.c calls them (default).
+    /// portable: the implementation the boards run, to see a board's tokens.
+    #[arg(long, value_enum, default_value_t = MathArg::System)]
+    pub math: MathArg,
 }
 
 /// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
@@ -114,22 +138,24 @@ pub fn pick_kernels(name: Option<&str>) -> Result<&'static dyn Kernels> {
 }
 
 /// Builds a transformer with `threads` workers (default: all cores), the given kernels,
-/// numerics and batched prompt prefill (float only: the fixed path runs one position at a time
-/// on one core).
+/// numerics and math, and batched prompt prefill (float only: the fixed path runs one position
+/// at a time).
 pub fn transformer<'a>(
     ck: Checkpoint<'a>,
     threads: Option<usize>,
     kernels: &'static dyn Kernels,
     numerics: Numerics,
+    math: Math,
 ) -> Result<Transformer<'a>> {
     let n = match threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) => n,
         None => Pool::available_parallelism(),
     };
-    let pool = Pool::new(n).context("starting worker threads")?;
-    let t = Transformer::with_numerics_options(ck, None, kernels, Box::new(pool), numerics)?;
-    Ok(t.with_prefill(esp_llm_engine::forward::DEFAULT_PREFILL)?)
+    let workers = Box::new(Pool::new(n).context("starting worker threads")?);
+    let prefill = DEFAULT_PREFILL;
+    let options = Options { kernels, workers, numerics, prefill, math, ..Options::default() };
+    Ok(Transformer::new(ck, options)?)
 }
 
 /// What a run of `ck` needs (weights, KV cache, activations at the prefill batch), checked
@@ -140,16 +166,12 @@ pub fn check_memory(
     numerics: Numerics,
 ) -> Result<StateSize> {
     let c = &ck.config;
-    let (batch, derived) = match numerics {
-        Numerics::Float => (esp_llm_engine::forward::DEFAULT_PREFILL, 0),
-        Numerics::Fixed => (1, FixedWeights::size(c, &ck.weights)),
-    };
-    let state = RunState::size_for(c, &ck.weights, c.seq_len, batch, numerics)?;
-    let weights = ck.weights.bytes() + derived;
-    let need = (weights + state.total()) as u64;
+    let fp = Footprint::of(c, &ck.weights, c.seq_len, DEFAULT_PREFILL, numerics)?;
+    let state = fp.state;
+    let need = (fp.weights + fp.derived + state.total()) as u64;
     let parts = format!(
-        "{weights} of weights, {} of KV cache for {} positions, {} of activations",
-        state.kv_cache, c.seq_len, state.activations
+        "{} of weights, {} of KV cache for {} positions, {} of activations, {} derived at load",
+        fp.weights, state.kv_cache, c.seq_len, state.activations, fp.derived
     );
     if let Some(max) = max {
         if need > max {
@@ -307,13 +329,17 @@ pub fn main(a: Args) -> Result<()> {
     let wb = ck.weights.byte_breakdown();
     let numerics = Numerics::from(a.numerics);
     let state = check_memory(&ck, a.max_memory, numerics)?;
-    let mut t = transformer(ck, a.threads, pick_kernels(a.kernels.as_deref())?, numerics)?;
+    let kernels = pick_kernels(a.kernels.as_deref())?;
+    let mut t = transformer(ck, a.threads, kernels, numerics, a.math.into())?;
+    // The sampler's softmax uses the transformer's math (the portable one for fixed point).
+    sampler.math = t.math();
     if a.verbose {
         eprintln!(
-            "model {} ({format}), tokenizer {}, numerics {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
+            "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
             loaded.model_path.display(),
             loaded.tokenizer_name(),
             t.numerics().name(),
+            t.math().name(),
             t.kernels().name(),
             kernels::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
             t.worker_count(),

@@ -3,7 +3,7 @@
 //! Ctrl-C = byte 0x03) and generates with the real engine, so its text must equal the host's.
 
 use assert_cmd::Command;
-use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{Checkpoint, Event, Generator, Options, Sampler, Tokenizer, Transformer};
 use esp_llm_fixtures::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -58,7 +58,8 @@ fn fake_board(listener: TcpListener, slow: Duration, saw_ctrl_c: Arc<AtomicBool>
             ("/info", _) => "chip: fake-board\n".into(),
             _ if text.starts_with('/') => format!("unknown command {text}\n"),
             _ => {
-                let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+                let ck = Checkpoint::parse(&model).unwrap();
+                let mut t = Transformer::new(ck, Options::default()).unwrap();
                 let mut sampler = Sampler::new(512, temp, topp, seed).unwrap();
                 let prompt = tok.encode(text.as_bytes());
                 let start = Instant::now();

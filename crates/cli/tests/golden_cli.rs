@@ -63,6 +63,9 @@ fn generation_cases(extra: &[&str]) {
         if let Some(s) = g.seed {
             cmd.args(["-s", &s.to_string()]);
         }
+        if g.portable_math() {
+            cmd.args(["--math", "portable"]);
+        }
         cmd.args(extra);
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}: {}", g.name, String::from_utf8_lossy(&out.stderr));

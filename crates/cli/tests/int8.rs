@@ -38,6 +38,7 @@ fn group4_file_matches_llama2c_exporter_bytes_and_goldens() {
             .arg("-z")
             .arg(models.join("tok512.bin"))
             .args(["-t", "0", "-n", &g.steps.unwrap().to_string(), "-i", &g.prompt, "--json"])
+            .args(["--math", if g.portable_math() { "portable" } else { "system" }])
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -129,10 +130,9 @@ fn fixed_numerics_through_the_cli() {
     let tok_bytes = model_bytes("tok512.bin");
     let ck = esp_llm_engine::Checkpoint::parse(&bytes).unwrap();
     let tok = esp_llm_engine::Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
-    let mut t = esp_llm_engine::Transformer::new(ck)
-        .unwrap()
-        .with_numerics(esp_llm_engine::Numerics::Fixed)
-        .unwrap();
+    let fixed =
+        esp_llm_engine::Options { numerics: esp_llm_engine::Numerics::Fixed, ..Default::default() };
+    let mut t = esp_llm_engine::Transformer::new(ck, fixed).unwrap();
     let mut sampler = esp_llm_engine::Sampler::new(512, 0.0, 0.9, 1).unwrap();
     let mut lib_tokens = vec![esp_llm_engine::BOS];
     let prompt = tok.encode(b"Once upon a time");

@@ -98,3 +98,44 @@ fn preview_refuses_bad_arguments_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("cannot create /nonexistent-dir/p.png"), "{err}");
 }
+
+#[test]
+fn preview_for_a_chip_without_fpu_runs_the_fixed_point_numerics() {
+    // The C3 runs int8 bundles in fixed point; the preview must show its tokens, which are
+    // `run --numerics fixed`'s, not the float run's.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("q8.ellb");
+    esp_llm()
+        .arg("pack")
+        .arg(shared("models").join("stories260K.bin"))
+        .args(["--quant", "q8", "-o"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let args = ["-i", "Once upon a time", "-t", "1", "-s", "42", "-n", "200"];
+    let png = dir.path().join("c3.png");
+    let out = esp_llm()
+        .arg("preview")
+        .arg(&bundle)
+        .args(args)
+        .args(["--chip", "esp32c3", "-o"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fixed = esp_llm().arg("run").arg(&bundle).args(args).args(["--numerics", "fixed"]).output();
+    let float = esp_llm().arg("run").arg(&bundle).args(args).output();
+    let (fixed, float) = (fixed.unwrap().stdout, float.unwrap().stdout);
+    assert_eq!(out.stdout, fixed);
+    assert_ne!(fixed, float, "the test needs a case where the numerics differ");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The position is shown against the C3's context cap (the planner's), not the model's 512.
+    let cap: usize = err
+        .split("position ")
+        .nth(1)
+        .and_then(|r| r.split('/').nth(1))
+        .and_then(|r| r.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no position in {err}"));
+    assert!(err.contains("on esp32c3") && cap > 200 && cap < 512, "{err}");
+}

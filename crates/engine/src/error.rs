@@ -4,7 +4,11 @@
 use core::fmt;
 
 /// Everything that can go wrong inside the engine.
+///
+/// New variants may be added as the engine grows (new formats, new settings), so matches
+/// need a wildcard arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Error {
     /// The data ends before a section that the header says must be there.
     Truncated { section: &'static str, offset: usize, need: usize, len: usize },
@@ -101,8 +105,9 @@ impl fmt::Display for Error {
     }
 }
 
-#[cfg(any(test, feature = "std"))]
-impl std::error::Error for Error {}
+// `core::error::Error` (Rust 1.81): `?` into `anyhow`/`Box<dyn Error>` works with or without
+// the `std` feature.
+impl core::error::Error for Error {}
 
 /// The engine's result type.
 pub type Result<T> = core::result::Result<T, Error>;

@@ -6,9 +6,9 @@
 //! generated positions before their outputs first part.
 
 use crate::error::{Error, Result};
-use crate::forward::Transformer;
 use crate::generate::clamp_steps;
 use crate::sampler::argmax;
+use crate::transformer::Transformer;
 use alloc::vec;
 use alloc::vec::Vec;
 

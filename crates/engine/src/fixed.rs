@@ -30,11 +30,14 @@
 //! panic. The pass runs one position at a time on one core.
 
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::forward::{Block, Branch, Ctx, Norm, ROW_ALIGN};
 use crate::model::{Config, Floats, Matrix, Q8Matrix, Weights};
-use crate::state::RunState;
+use crate::parallel::{split_concat, split_job, Shared};
+use crate::state::Buffers;
 use alloc::vec::Vec;
 use core::num::NonZeroU32;
+
+pub use crate::kernels::Rescale;
 
 /// Fraction bits of the Q16 activations.
 pub const FRAC: u32 = 16;
@@ -44,84 +47,6 @@ pub const ONE: i32 = 1 << FRAC;
 const KV_SHIFT: u32 = 8;
 /// Fraction bits of the RoPE cosines and sines.
 const ROPE_FRAC: u32 = 30;
-
-/// A non-negative real multiplier `m * 2^-shift` with a 15-bit mantissa `m`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rescale {
-    /// Mantissa, `2^14 <= m < 2^15` (or 0).
-    pub m: i32,
-    /// Right shift, at most 62.
-    pub shift: u32,
-}
-
-impl Rescale {
-    /// Multiplies by zero.
-    pub const ZERO: Rescale = Rescale { m: 0, shift: 0 };
-    /// The largest multiplier (`2^15`); larger ones saturate to it.
-    pub const MAX: Rescale = Rescale { m: 1 << 15, shift: 0 };
-
-    /// The multiplier nearest below `f` (truncated to 15 significant bits), from the bits of
-    /// `f` alone (no float arithmetic). Negative, NaN and subnormal values give zero, values of
-    /// `2^15` and more (and infinity) saturate.
-    pub fn from_f32(f: f32) -> Rescale {
-        let bits = f.to_bits();
-        let exp = ((bits >> 23) & 0xff) as i32;
-        if bits >> 31 != 0 || exp == 0 || (exp == 0xff && bits & 0x7f_ffff != 0) {
-            return Rescale::ZERO;
-        }
-        // f = mant24 * 2^(exp - 150) = (mant24 >> 9) * 2^(exp - 141), up to the dropped bits.
-        let m = (((bits & 0x7f_ffff) | 0x80_0000) >> 9) as i32;
-        let shift = 141 - exp;
-        if shift < 0 {
-            Rescale::MAX
-        } else if shift > 62 {
-            Rescale::ZERO
-        } else {
-            Rescale { m, shift: shift as u32 }
-        }
-    }
-
-    /// `round(s * m / 2^shift)` (half up), saturated to `i32`, with `m` taken in
-    /// `0..=2^15` (the range [`Rescale::from_f32`] gives; other values are clamped, the same
-    /// way as in [`Rescale::apply_group`]). The product wraps for `|s| >= 2^48`, which int8
-    /// rows cannot reach (a group sum is below 2^21 for groups up to 64, times an `i16` scale,
-    /// times at most 2^11 groups).
-    #[inline]
-    pub fn apply(self, s: i64) -> i32 {
-        self.round_shift(s.wrapping_mul(self.mantissa() as i64))
-    }
-
-    /// `apply(iv * ws)`, the same value for a row of one group, with 32-bit multiplies only
-    /// (`ws * m` fits in `i32`): cheaper on RV32.
-    #[inline]
-    pub fn apply_group(self, iv: i32, ws: i16) -> i32 {
-        let c = ws as i32 * self.mantissa();
-        self.round_shift(iv as i64 * c as i64)
-    }
-
-    /// `m` clamped to `0..=2^15`: non-negative (one multiply fewer on 32-bit cores) and small
-    /// enough for `ws * m` to fit in `i32`.
-    #[inline(always)]
-    fn mantissa(self) -> i32 {
-        self.m.clamp(0, 1 << 15)
-    }
-
-    #[inline(always)]
-    fn round_shift(self, p: i64) -> i32 {
-        let r = if self.shift == 0 {
-            p
-        } else {
-            p.wrapping_add(1i64 << (self.shift - 1)) >> self.shift
-        };
-        if r as i32 as i64 == r {
-            r as i32
-        } else if r < 0 {
-            i32::MIN
-        } else {
-            i32::MAX
-        }
-    }
-}
 
 /// `round(2^30 * 2^(-i/256))` for `i` in `0..=256`, computed at compile time.
 const EXP2_TABLE: [u32; 257] = exp2_table();
@@ -382,7 +307,7 @@ pub fn supports(weights: &Weights<'_>) -> bool {
 }
 
 impl FixedWeights {
-    /// Bytes [`FixedWeights::new`] allocates for these weights.
+    /// Bytes [`FixedWeights::new`] allocates for these weights, exactly.
     pub fn size(config: &Config, weights: &Weights<'_>) -> usize {
         let scales: usize = weights
             .matrices()
@@ -393,7 +318,8 @@ impl FixedWeights {
             })
             .fold(0usize, usize::saturating_add);
         let norms = config.n_layers.saturating_mul(2).saturating_add(1).saturating_mul(config.dim);
-        scales.saturating_add(norms.saturating_mul(4))
+        let layers = weights.layers.len().saturating_mul(core::mem::size_of::<FixedLayer>());
+        scales.saturating_add(norms.saturating_mul(4)).saturating_add(layers)
     }
 
     /// Derives the integer parameters; every matrix but the token embedding must be int8.
@@ -425,19 +351,6 @@ impl FixedWeights {
     }
 }
 
-/// `out = m · x` for the int8 matrix `m` whose input `xq` was quantized with step `step`
-/// (Q16 units, times any folded normalization).
-/// (An f32 matrix, which [`FixedWeights::new`] refuses, gives zeros.)
-fn matmul(k: &dyn Kernels, out: &mut [i32], m: &Matrix<'_>, s: &IntScales, xq: &[i8], step: f32) {
-    match m {
-        Matrix::Q8(m) => {
-            let scale = Rescale::from_f32(s.unit * step);
-            k.matmul_q8_fixed(&mut out[..m.rows], m.q, &s.s, &xq[..m.stride], m.group, scale);
-        }
-        Matrix::F32 { rows, .. } => out[..*rows].fill(0),
-    }
-}
-
 /// Rotates each head's pairs by Q30 angles.
 fn rope(v: &mut [i32], cos: &[i32], sin: &[i32], head_size: usize) {
     for head in v.chunks_exact_mut(head_size) {
@@ -448,17 +361,6 @@ fn rope(v: &mut [i32], cos: &[i32], sin: &[i32], head_size: usize) {
             pair[1] = sat((v0 * s as i64 + v1 * c as i64 + r) >> ROPE_FRAC);
         }
     }
-}
-
-/// Views an f32 run-state buffer as `i32` (same size and alignment).
-fn ints(v: &mut [f32]) -> &mut [i32] {
-    bytemuck::cast_slice_mut(v)
-}
-
-/// Views an f32 run-state buffer as twice as many `i16` (the KV cache: Q8 values use the
-/// first half).
-fn halves(v: &mut [f32]) -> &mut [i16] {
-    bytemuck::cast_slice_mut(v)
 }
 
 /// A Q16 value as a Q8 `i16` for the KV cache (rounded, saturated to +-128).
@@ -526,129 +428,226 @@ fn attend_any(q: &[i32], k: &[i16], v: &[i16], kv_dim: usize, att: &mut [i32], o
     }
 }
 
-/// One position through the model in fixed point; writes the logits (f32) when `logits`.
-/// `rope_freq` are the transformer's RoPE inverse frequencies (`head_size / 2`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn step(
-    fw: &FixedWeights,
-    c: &Config,
-    w: &Weights<'_>,
-    rope_freq: &[f32],
-    state: &mut RunState,
-    kernels: &dyn Kernels,
-    token: u32,
-    pos: usize,
-    logits: bool,
-) {
-    let (dim, hidden_dim, hs) = (c.dim, c.hidden_dim, c.head_size());
-    let (kv_dim, kv_mul, seq_len) = (c.kv_dim(), c.kv_mul(), c.seq_len);
-    let half = hs / 2;
-    // The token's embedding (dequantized as f32 into xb2, then one conversion per value).
-    w.token_embedding.row_into(token as usize, &mut state.xb2[..dim]);
-    for (v, &e) in state.x[..dim].iter_mut().zip(&state.xb2[..dim]) {
-        *v = f32::from_bits(to_q16(e) as u32);
-    }
-    // RoPE angles of this position, Q30.
-    for (i, f) in rope_freq.iter().enumerate().take(half) {
-        let val = pos as f32 * f;
-        state.rope_cos[i] = f32::from_bits(to_q30(libm::cosf(val)) as u32);
-        state.rope_sin[i] = f32::from_bits(to_q30(libm::sinf(val)) as u32);
+/// The fixed-point numerics ([`Numerics::Fixed`](crate::Numerics::Fixed)), one position at a
+/// time (a batch of 1).
+pub(crate) struct Fixed<'s, 'w> {
+    pub c: Config,
+    pub w: &'s Weights<'w>,
+    pub fw: &'s FixedWeights,
+    pub ctx: Ctx<'s>,
+    pub rope_freq: &'s [f32],
+    pub s: &'s mut Buffers<i32, i16>,
+    pub xq: &'s mut [i8],
+    pub logits: &'s mut [f32],
+    /// The value of one int8 step of `xq` (Q16 units, the RMSNorm folded in).
+    pub step: f32,
+}
+
+/// An int8 matrix, its integer scales and where its rows go.
+struct Out<'m, 'w, 'o> {
+    m: &'m Matrix<'w>,
+    s: &'m IntScales,
+    out: Shared<'o, i32>,
+}
+
+/// The input of a group of int8 matmuls: `xq`, quantized with one step of `step`.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    ctx: Ctx<'a>,
+    xq: &'a [i8],
+    step: f32,
+}
+
+impl Input<'_> {
+    /// Matmuls of `cols` inputs sharing this input, their rows in one job.
+    fn matmuls(&self, outs: &[Out<'_, '_, '_>], cols: usize) {
+        let mut rows = [0usize; 3];
+        for (r, o) in rows.iter_mut().zip(outs) {
+            *r = o.m.rows();
+        }
+        let rows = &rows[..outs.len().min(3)];
+        let macs = rows.iter().sum::<usize>() * cols;
+        split_concat(self.ctx.workers, rows, ROW_ALIGN, macs, &|t, r| {
+            // SAFETY: workers get disjoint row ranges of each output.
+            let out = unsafe { outs[t].out.part(r.start, r.len()) };
+            self.matmul(out, outs[t].m, outs[t].s, r.start);
+        });
     }
 
-    let RunState {
-        x,
-        xb,
-        xb2,
-        hb,
-        hb2,
-        q,
-        att,
-        logits: logits_buf,
-        key_cache,
-        value_cache,
-        xq,
-        ..
-    } = state;
-    let (x, xb, xb2) = (&mut ints(x)[..dim], &mut ints(xb)[..dim], &mut ints(xb2)[..dim]);
-    let (hb, hb2, q) = (&mut ints(hb)[..hidden_dim], &mut ints(hb2)[..hidden_dim], ints(q));
-    let att = ints(att);
-    let (key_cache, value_cache) = (halves(key_cache), halves(value_cache));
-    let cos: &[i32] = bytemuck::cast_slice(&state.rope_cos[..half]);
-    let sin: &[i32] = bytemuck::cast_slice(&state.rope_sin[..half]);
+    /// Rows `first..first + out.len()` of `m · xq`. (An f32 matrix, which
+    /// [`FixedWeights::new`] refuses, gives zeros.)
+    fn matmul(&self, out: &mut [i32], m: &Matrix<'_>, s: &IntScales, first: usize) {
+        let Matrix::Q8(m) = m else { return out.fill(0) };
+        let groups = m.stride / m.group;
+        let (r0, r1) = (first, first + out.len());
+        let scale = Rescale::from_f32(s.unit * self.step);
+        let (wq, ws) = (&m.q[r0 * m.stride..r1 * m.stride], &s.s[r0 * groups..r1 * groups]);
+        self.ctx.kernels.matmul_q8_fixed(out, wq, ws, &self.xq[..m.stride], m.group, scale);
+    }
+}
 
-    for (l, (layer, fl)) in w.layers.iter().zip(&fw.layers).enumerate() {
-        // Attention: q, k, v from one quantized input.
-        let inv = rmsnorm_q16(xb, x, &fl.rms_att);
-        let step = quantize_q16(xq, xb) * inv;
-        let kv_at = (l * seq_len + pos) * kv_dim;
-        matmul(kernels, &mut q[..dim], &layer.wq, &fl.wq, xq, step);
+impl Block for Fixed<'_, '_> {
+    fn embed(&mut self, b: usize, token: u32, pos: usize) {
+        debug_assert_eq!(b, 0, "the fixed-point path runs one position at a time");
+        let (dim, half) = (self.c.dim, self.c.head_size() / 2);
+        // One conversion per value of the (dequantized) embedding.
+        self.w.token_embedding.row_map(token as usize, &mut self.s.x[..dim], to_q16);
+        // RoPE angles of this position, Q30.
+        let math = self.ctx.math;
+        for (i, f) in self.rope_freq.iter().enumerate().take(half) {
+            let val = pos as f32 * f;
+            self.s.rope_cos[i] = to_q30(math.cosf(val));
+            self.s.rope_sin[i] = to_q30(math.sinf(val));
+        }
+    }
+
+    fn norm(&mut self, norm: Norm, _nb: usize) {
+        let weight = match norm {
+            Norm::Attention(l) => &self.fw.layers[l].rms_att,
+            Norm::Ffn(l) => &self.fw.layers[l].rms_ffn,
+        };
+        let dim = self.c.dim;
+        let inv = rmsnorm_q16(&mut self.s.xb[..dim], &self.s.x[..dim], weight);
+        self.step = quantize_q16(self.xq, &self.s.xb[..dim]) * inv;
+    }
+
+    fn qkv(&mut self, l: usize, pos0: usize, _nb: usize) {
+        let (dim, kv_dim) = (self.c.dim, self.c.kv_dim());
+        let (layer, fl) = (&self.w.layers[l], &self.fw.layers[l]);
+        let s = &mut *self.s;
         // k and v through xb and xb2 (free once xq holds the input), then into the caches.
-        let (kt, vt) = (&mut xb[..kv_dim], &mut xb2[..kv_dim]);
-        matmul(kernels, kt, &layer.wk, &fl.wk, xq, step);
-        matmul(kernels, vt, &layer.wv, &fl.wv, xq, step);
-        rope(&mut q[..dim], cos, sin, hs);
-        rope(kt, cos, sin, hs);
-        for (d, &v) in key_cache[kv_at..kv_at + kv_dim].iter_mut().zip(kt.iter()) {
+        let (kt, vt) = (&mut s.xb[..kv_dim], &mut s.xb2[..kv_dim]);
+        let input = Input { ctx: self.ctx, xq: self.xq, step: self.step };
+        input.matmuls(
+            &[
+                Out { m: &layer.wq, s: &fl.wq, out: Shared::new(&mut s.q[..dim]) },
+                Out { m: &layer.wk, s: &fl.wk, out: Shared::new(kt) },
+                Out { m: &layer.wv, s: &fl.wv, out: Shared::new(vt) },
+            ],
+            dim,
+        );
+        let kv_at = (l * self.c.seq_len + pos0) * kv_dim;
+        for (d, &v) in s.value_cache[kv_at..kv_at + kv_dim].iter_mut().zip(&s.xb2[..kv_dim]) {
             *d = to_kv(v);
         }
-        for (d, &v) in value_cache[kv_at..kv_at + kv_dim].iter_mut().zip(vt.iter()) {
-            *d = to_kv(v);
-        }
+    }
 
+    fn rope(&mut self, l: usize, pos0: usize, _nb: usize) {
+        let (dim, kv_dim, hs) = (self.c.dim, self.c.kv_dim(), self.c.head_size());
+        let s = &mut *self.s;
+        let (cos, sin) = (&s.rope_cos[..hs / 2], &s.rope_sin[..hs / 2]);
+        rope(&mut s.q[..dim], cos, sin, hs);
+        rope(&mut s.xb[..kv_dim], cos, sin, hs);
+        let kv_at = (l * self.c.seq_len + pos0) * kv_dim;
+        for (d, &v) in s.key_cache[kv_at..kv_at + kv_dim].iter_mut().zip(&s.xb[..kv_dim]) {
+            *d = to_kv(v);
+        }
+    }
+
+    fn attend(&mut self, l: usize, pos: usize, _nb: usize) {
+        let c = &self.c;
+        let (hs, kv_dim, kv_mul, seq_len) = (c.head_size(), c.kv_dim(), c.kv_mul(), c.seq_len);
+        let s = &mut *self.s;
+        // q in Q8, scaled by 1/sqrt(head_size) once: q·k (Q8 x Q8) is the score in Q16, summed
+        // in i32.
+        for v in s.q[..c.dim].iter_mut() {
+            *v = sat(mul_q(*v, self.fw.inv_sqrt_hs, FRAC + KV_SHIFT));
+        }
+        let (q, key_cache, value_cache) = (&s.q, &s.key_cache, &s.value_cache);
+        let (att, xb) = (Shared::new(&mut s.att), Shared::new(&mut s.xb));
         let kv_base = l * seq_len * kv_dim;
-        for h in 0..c.n_heads {
-            // q in Q8, scaled by 1/sqrt(head_size) once: q·k (Q8 x Q8) is the score in Q16,
-            // summed in i32.
-            let qh = &mut q[h * hs..(h + 1) * hs];
-            for v in qh.iter_mut() {
-                *v = sat(mul_q(*v, fw.inv_sqrt_hs, FRAC + KV_SHIFT));
+        let macs = c.n_heads * (pos + 1) * hs * 2;
+        split_job(self.ctx.workers, c.n_heads, 1, macs, &|heads| {
+            for h in heads {
+                // SAFETY: head h's score row and its slice of xb belong to this worker only
+                // (heads are split disjointly).
+                let (att, out) = unsafe { (att.part(h * seq_len, pos + 1), xb.part(h * hs, hs)) };
+                let kv_off = kv_base + (h / kv_mul) * hs;
+                let (qh, k, v) =
+                    (&q[h * hs..(h + 1) * hs], &key_cache[kv_off..], &value_cache[kv_off..]);
+                match hs {
+                    8 => attend::<8>(qh, k, v, kv_dim, att, out),
+                    16 => attend::<16>(qh, k, v, kv_dim, att, out),
+                    32 => attend::<32>(qh, k, v, kv_dim, att, out),
+                    48 => attend::<48>(qh, k, v, kv_dim, att, out),
+                    64 => attend::<64>(qh, k, v, kv_dim, att, out),
+                    _ => attend_any(qh, k, v, kv_dim, att, out),
+                }
+                for o in out.iter_mut() {
+                    *o = (*o >> (15 - KV_SHIFT)) + ((*o >> (14 - KV_SHIFT)) & 1);
+                }
             }
-            let kv_off = kv_base + (h / kv_mul) * hs;
-            let att = &mut att[..pos + 1];
-            let out = &mut xb[h * hs..(h + 1) * hs];
-            let (qh, k, v) =
-                (&q[h * hs..(h + 1) * hs], &key_cache[kv_off..], &value_cache[kv_off..]);
-            match hs {
-                8 => attend::<8>(qh, k, v, kv_dim, att, out),
-                16 => attend::<16>(qh, k, v, kv_dim, att, out),
-                32 => attend::<32>(qh, k, v, kv_dim, att, out),
-                48 => attend::<48>(qh, k, v, kv_dim, att, out),
-                64 => attend::<64>(qh, k, v, kv_dim, att, out),
-                _ => attend_any(qh, k, v, kv_dim, att, out),
-            }
-            for o in out.iter_mut() {
-                *o = (*o >> (15 - KV_SHIFT)) + ((*o >> (14 - KV_SHIFT)) & 1);
-            }
-        }
-        let step = quantize_q16(xq, xb);
-        matmul(kernels, xb2, &layer.wo, &fl.wo, xq, step);
-        for (a, &b) in x.iter_mut().zip(xb2.iter()) {
-            *a = a.saturating_add(b);
-        }
+        });
+    }
 
-        // Feed-forward: hb = silu(w1 · n(x)) * (w3 · n(x)); x += w2 · hb.
-        let inv = rmsnorm_q16(xb, x, &fl.rms_ffn);
-        let step = quantize_q16(xq, xb) * inv;
-        matmul(kernels, hb, &layer.w1, &fl.w1, xq, step);
-        matmul(kernels, hb2, &layer.w3, &fl.w3, xq, step);
-        for (a, &b) in hb.iter_mut().zip(hb2.iter()) {
-            *a = sat(mul_q(silu_q16(*a), b, FRAC));
-        }
-        let step = quantize_q16(xq, hb);
-        matmul(kernels, xb, &layer.w2, &fl.w2, xq, step);
-        for (a, &b) in x.iter_mut().zip(xb.iter()) {
+    fn output(&mut self, l: usize, _nb: usize) {
+        let dim = self.c.dim;
+        let s = &mut *self.s;
+        let step = quantize_q16(self.xq, &s.xb[..dim]);
+        let input = Input { ctx: self.ctx, xq: self.xq, step };
+        let (m, sc) = (&self.w.layers[l].wo, &self.fw.layers[l].wo);
+        input.matmuls(&[Out { m, s: sc, out: Shared::new(&mut s.xb2[..dim]) }], dim);
+    }
+
+    fn ffn(&mut self, l: usize, _nb: usize) {
+        let (dim, hidden_dim) = (self.c.dim, self.c.hidden_dim);
+        let (layer, fl) = (&self.w.layers[l], &self.fw.layers[l]);
+        let s = &mut *self.s;
+        // hb = silu(w1 · n(x)) * (w3 · n(x)), both matrices and the gate split by the same rows.
+        let (hb, hb2) =
+            (Shared::new(&mut s.hb[..hidden_dim]), Shared::new(&mut s.hb2[..hidden_dim]));
+        let macs = 2 * hidden_dim * dim;
+        let input = Input { ctx: self.ctx, xq: self.xq, step: self.step };
+        split_job(self.ctx.workers, hidden_dim, ROW_ALIGN, macs, &|r| {
+            // SAFETY: workers get disjoint row ranges of hb and hb2.
+            let (h1, h3) = unsafe { (hb.part(r.start, r.len()), hb2.part(r.start, r.len())) };
+            input.matmul(h1, &layer.w1, &fl.w1, r.start);
+            input.matmul(h3, &layer.w3, &fl.w3, r.start);
+            for (a, &b) in h1.iter_mut().zip(h3.iter()) {
+                *a = sat(mul_q(silu_q16(*a), b, FRAC));
+            }
+        });
+        let step = quantize_q16(self.xq, &s.hb[..hidden_dim]);
+        let input = Input { ctx: self.ctx, xq: self.xq, step };
+        let w2 = Out { m: &layer.w2, s: &fl.w2, out: Shared::new(&mut s.xb[..dim]) };
+        input.matmuls(&[w2], hidden_dim);
+    }
+
+    fn residual(&mut self, branch: Branch, _nb: usize) {
+        let s = &mut *self.s;
+        let y = match branch {
+            Branch::Attention => &s.xb2,
+            Branch::Ffn => &s.xb,
+        };
+        for (a, &b) in s.x[..self.c.dim].iter_mut().zip(y.iter()) {
             *a = a.saturating_add(b);
         }
     }
 
-    if logits {
-        let inv = rmsnorm_q16(xb, x, &fw.rms_final);
-        let step = quantize_q16(xq, xb) * inv;
-        let out = ints(logits_buf);
-        matmul(kernels, out, w.classifier(), &fw.cls, xq, step);
-        for v in logits_buf.iter_mut() {
-            *v = q16_to_f32(v.to_bits() as i32);
-        }
+    fn classify(&mut self, _b: usize) {
+        let dim = self.c.dim;
+        let inv = rmsnorm_q16(&mut self.s.xb[..dim], &self.s.x[..dim], &self.fw.rms_final);
+        let step = quantize_q16(self.xq, &self.s.xb[..dim]) * inv;
+        let input = Input { ctx: self.ctx, xq: self.xq, step };
+        // The logits are f32 for the sampler: each block of rows goes through a small integer
+        // buffer on the stack.
+        let (m, sc) = (self.w.classifier(), &self.fw.cls);
+        let logits = Shared::new(self.logits);
+        let macs = logits.len() * dim;
+        split_job(self.ctx.workers, logits.len(), ROW_ALIGN, macs, &|r| {
+            let mut tmp = [0i32; ROW_ALIGN * 4];
+            let mut r0 = r.start;
+            while r0 < r.end {
+                let n = (r.end - r0).min(tmp.len());
+                input.matmul(&mut tmp[..n], m, sc, r0);
+                // SAFETY: workers get disjoint row ranges of the logits.
+                let out = unsafe { logits.part(r0, n) };
+                for (o, &v) in out.iter_mut().zip(&tmp[..n]) {
+                    *o = q16_to_f32(v);
+                }
+                r0 += n;
+            }
+        });
     }
 }
 
@@ -686,23 +685,6 @@ mod tests {
 
     proptest! {
         #[test]
-        fn rescale_is_within_its_precision(f in 1e-9f32..30000.0, s in -(1i64 << 40)..(1i64 << 40)) {
-            let r = Rescale::from_f32(f);
-            let want = s as f64 * f as f64;
-            let got = r.apply(s) as f64;
-            let clamped = want.clamp(i32::MIN as f64, i32::MAX as f64);
-            // 15 significant bits of the multiplier, and rounding.
-            prop_assert!((got - clamped).abs() <= clamped.abs() * 6.2e-5 + 1.0,
-                "{s} * {f}: {got} vs {want}");
-        }
-
-        #[test]
-        fn apply_group_is_apply(iv in any::<i32>(), ws in any::<i16>(), m in any::<i32>(), shift in 0u32..63) {
-            let r = Rescale { m, shift };
-            prop_assert_eq!(r.apply_group(iv, ws), r.apply(iv as i64 * ws as i64));
-        }
-
-        #[test]
         fn quantize_reconstructs_within_half_a_step(x in proptest::collection::vec(any::<i32>(), 1..80)) {
             let mut q = vec![0i8; 96];
             let step = quantize_q16(&mut q, &x);
@@ -727,19 +709,6 @@ mod tests {
                 prop_assert!((*a as f64 - e / sum * 32768.0).abs() <= 2.0);
             }
         }
-    }
-
-    #[test]
-    fn rescale_edges() {
-        assert_eq!(Rescale::from_f32(0.0), Rescale::ZERO);
-        assert_eq!(Rescale::from_f32(-1.0), Rescale::ZERO);
-        assert_eq!(Rescale::from_f32(f32::NAN), Rescale::ZERO);
-        assert_eq!(Rescale::from_f32(f32::INFINITY), Rescale::MAX);
-        assert_eq!(Rescale::from_f32(1e30), Rescale::MAX);
-        assert_eq!(Rescale::from_f32(1.0).apply(12345), 12345);
-        assert_eq!(Rescale::from_f32(0.5).apply(-3), -1); // -1.5 rounds half up
-        assert_eq!(Rescale::MAX.apply(1 << 40), i32::MAX);
-        assert_eq!(Rescale::MAX.apply(-(1 << 40)), i32::MIN);
     }
 
     #[test]

@@ -6,14 +6,15 @@
 //! that token, so a caller streams text by writing them out as they come.
 
 use crate::error::{Error, Result};
-use crate::forward::Transformer;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
+use crate::transformer::Transformer;
 use crate::BOS;
 use alloc::vec::Vec;
 
-/// Why generation ended.
+/// Why generation ended (more reasons may be added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stop {
     /// All steps were run.
     Steps,

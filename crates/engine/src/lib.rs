@@ -1,7 +1,7 @@
 //! esp-llm engine: a portable, `no_std` re-implementation of Karpathy's llama2.c inference.
 //!
 //! Bytes flow one way: a checkpoint is parsed zero-copy from a byte slice into borrowed weight
-//! views ([`checkpoint`], [`model`]), the transformer step ([`forward`]) turns a token and a
+//! views ([`checkpoint`], [`model`]), the transformer ([`transformer`], its step in [`forward`]) turns a token and a
 //! position into logits, the [`sampler`] picks the next token and the [`tokenizer`] turns it into
 //! bytes. [`generate`] ties them together as an iterator of events. Nothing in this crate knows
 //! where the bytes came from (file, mmap, flash) or where the text goes.
@@ -9,6 +9,8 @@
 //! The arithmetic follows llama2.c's `run.c` (fp32) and `runq.c` (int8 Q8_0) operation by
 //! operation, so that the same model, prompt and seed give the same tokens.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
+// Every `unsafe` block says why it is sound, and so does every `unsafe fn` (`# Safety`).
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 extern crate alloc;
 
@@ -20,6 +22,7 @@ pub mod fixed;
 pub mod forward;
 pub mod generate;
 pub mod kernels;
+pub mod math;
 pub mod model;
 pub mod parallel;
 pub mod plan;
@@ -27,14 +30,16 @@ pub mod quantize;
 pub mod sampler;
 pub mod state;
 pub mod tokenizer;
+pub mod transformer;
 
 pub use checkpoint::{Checkpoint, Format};
 pub use error::Error;
-pub use forward::{Numerics, Transformer};
 pub use generate::{Event, Generator, Stop};
+pub use math::Math;
 pub use model::Config;
 pub use sampler::Sampler;
 pub use tokenizer::Tokenizer;
+pub use transformer::{Footprint, Numerics, Options, Transformer};
 
 /// The token id llama2.c uses for beginning-of-sequence; generation stops when it is sampled.
 pub const BOS: u32 = 1;

@@ -252,13 +252,22 @@ impl<'a> Matrix<'a> {
     /// Writes row `r` as f32 into `out` (length `cols`). For int8 this is runq.c's
     /// `dequantize`: `q * s` in f32.
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        self.row_map(r, out, |v| v)
+    }
+
+    /// Row `r` as f32 values (dequantized for int8), each passed through `f` into `out`.
+    pub fn row_map<T>(&self, r: usize, out: &mut [T], f: impl Fn(f32) -> T) {
         match self {
-            Matrix::F32 { w, cols, .. } => out.copy_from_slice(&w[r * cols..(r + 1) * cols]),
+            Matrix::F32 { w, cols, .. } => {
+                for (o, &v) in out.iter_mut().zip(&w[r * cols..(r + 1) * cols]) {
+                    *o = f(v);
+                }
+            }
             Matrix::Q8(m) => {
                 let base = r * m.stride;
                 for (c, o) in out.iter_mut().enumerate() {
                     let i = base + c;
-                    *o = m.q[i] as f32 * m.s[i / m.group];
+                    *o = f(m.q[i] as f32 * m.s[i / m.group]);
                 }
             }
         }

@@ -13,9 +13,9 @@
 
 use crate::error::{Error, Result};
 use crate::fixed::FixedWeights;
-use crate::forward::Numerics;
 use crate::model::{Config, Matrix, Weights};
 use crate::state::RunState;
+use crate::transformer::Numerics;
 
 /// A memory a part can live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,11 +159,10 @@ impl Needs {
     /// Measures a model.
     pub fn of(config: &Config, weights: &Weights<'_>) -> Result<Needs> {
         // Attention scores grow with the context: size activations at the full context.
-        let state = RunState::size(config, weights, config.seq_len)?;
-        let kv_per_position = RunState::size(config, weights, 1)?.kv_cache;
-        // (Two positions, halved: one position's i16 values may not fill whole f32 slots.)
+        let state = RunState::size(config, weights, config.seq_len, 1, Numerics::Float)?;
+        let kv_per_position = RunState::size(config, weights, 1, 1, Numerics::Float)?.kv_cache;
         let kv_per_position_fixed =
-            RunState::size_for(config, weights, 2, 1, Numerics::Fixed)?.kv_cache / 2;
+            RunState::size(config, weights, 1, 1, Numerics::Fixed)?.kv_cache;
         let (mut macs, mut i8_macs) = (0u64, 0u64);
         for (name, _, m) in weights.matrices() {
             if name == "token_embedding" && weights.wcls.is_some() {

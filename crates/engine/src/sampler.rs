@@ -7,7 +7,7 @@
 //! sorting, as run.c does). The RNG is run.c's xorshift64* so a seed gives the same story.
 
 use crate::error::{Error, Result};
-use crate::forward::softmax;
+use crate::math::Math;
 use alloc::vec::Vec;
 
 /// run.c's `random_u32`: xorshift64* returning the high 32 bits.
@@ -32,6 +32,8 @@ pub struct Sampler {
     pub topp: f32,
     /// xorshift state.
     pub rng_state: u64,
+    /// Where the softmax's `expf` comes from ([`Math::default`] unless set).
+    pub math: Math,
     probindex: Vec<(f32, u32)>,
 }
 
@@ -57,7 +59,7 @@ impl Sampler {
             what: "sampler",
             bytes: vocab_size.saturating_mul(8),
         })?;
-        Ok(Sampler { temperature, topp, rng_state: seed, probindex })
+        Ok(Sampler { temperature, topp, rng_state: seed, math: Math::default(), probindex })
     }
 
     /// Picks a token; `logits` is overwritten (scaled and softmaxed) unless greedy.
@@ -68,7 +70,7 @@ impl Sampler {
         for l in logits.iter_mut() {
             *l /= self.temperature;
         }
-        softmax(logits);
+        self.math.softmax(logits);
         let coin = random_f32(&mut self.rng_state);
         if self.topp <= 0.0 || self.topp >= 1.0 {
             sample_mult(logits, coin)

@@ -2,7 +2,9 @@
 //! bytes never panic the parser.
 
 use esp_llm_engine::checkpoint::bundle::{self, Bundle, Quant};
-use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{
+    Checkpoint, Event, Generator, Math, Options, Sampler, Tokenizer, Transformer,
+};
 use esp_llm_fixtures::*;
 use proptest::prelude::*;
 
@@ -18,10 +20,11 @@ fn run_bundle(bytes: &[u8], g: &Golden) -> Vec<u32> {
     let b = Bundle::parse(bytes).unwrap();
     let tok = Tokenizer::from_bytes(b.tokenizer, b.checkpoint.config.vocab_size).unwrap();
     let vocab = b.checkpoint.config.vocab_size;
-    let mut t = Transformer::new(b.checkpoint).unwrap();
-    let mut s =
-        Sampler::new(vocab, g.temperature.unwrap(), g.topp.unwrap_or(0.9), g.seed.unwrap_or(0))
-            .unwrap();
+    let math = if g.portable_math() { Math::Portable } else { Math::default() };
+    let mut t = Transformer::new(b.checkpoint, Options { math, ..Options::default() }).unwrap();
+    let (temp, topp) = (g.temperature.unwrap(), g.topp.unwrap_or(0.9));
+    let mut s = Sampler::new(vocab, temp, topp, g.seed.unwrap_or(0)).unwrap();
+    s.math = math;
     let prompt = tok.encode(g.prompt.as_bytes());
     let mut out = vec![prompt[0]];
     for ev in Generator::new(&mut t, &tok, &mut s, prompt, g.steps.unwrap()).unwrap() {

@@ -1,10 +1,22 @@
 //! The fixed-point numerics ([`Numerics::Fixed`]): the same logits, bit for bit, whatever the
-//! kernels, thread count or prompt batching; close to the fp32 model; int8 weights required.
+//! kernels and thread count, and through `prefill`; close to the fp32 model; int8 weights
+//! required; its tokens pinned.
 
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::eval::{compare, Agreement};
 use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::{kernels, Checkpoint, Error, Numerics, Tokenizer, Transformer};
+use esp_llm_engine::{
+    kernels, Checkpoint, Error, Event, Generator, Math, Numerics, Options, Sampler, Tokenizer,
+    Transformer,
+};
+
+fn fixed() -> Options<'static> {
+    Options { numerics: Numerics::Fixed, ..Options::default() }
+}
+
+fn portable() -> Options<'static> {
+    Options { math: Math::Portable, ..Options::default() }
+}
 use esp_llm_fixtures::*;
 
 fn group64_bundle() -> Vec<u8> {
@@ -35,10 +47,7 @@ fn bit_identical_across_kernels_threads_and_prefill() {
         let tok = Tokenizer::from_bytes(&tok_bytes, ck.config.vocab_size).unwrap();
         let ids = tok.encode(b"Once upon a time, there was a little girl named Lily.");
         let reference = {
-            let mut t = Transformer::new(Checkpoint::parse(&bytes).unwrap())
-                .unwrap()
-                .with_numerics(Numerics::Fixed)
-                .unwrap();
+            let mut t = Transformer::new(Checkpoint::parse(&bytes).unwrap(), fixed()).unwrap();
             assert_eq!(t.numerics(), Numerics::Fixed);
             logits(&mut t, &ids, false)
         };
@@ -47,12 +56,10 @@ fn bit_identical_across_kernels_threads_and_prefill() {
                 for prefill in [false, true] {
                     let ck = Checkpoint::parse(&bytes).unwrap();
                     let pool = Box::new(Pool::new(threads).unwrap());
-                    let mut t = Transformer::with_options(ck, None, k, pool)
-                        .unwrap()
-                        .with_prefill(4)
-                        .unwrap()
-                        .with_numerics(Numerics::Fixed)
-                        .unwrap();
+                    let o = Options { kernels: k, workers: pool, prefill: 4, ..fixed() };
+                    let mut t = Transformer::new(ck, o).unwrap();
+                    // One position at a time: `prefill` runs them without logits.
+                    assert_eq!(t.prefill_batch(), 1);
                     let got = logits(&mut t, &ids, prefill);
                     let want = if prefill { &reference[ids.len() - 1..] } else { &reference[..] };
                     assert!(
@@ -74,12 +81,10 @@ fn follows_the_fp32_model() {
     for (name, bytes) in
         [("stories260K_q80.bin", model_bytes("stories260K_q80.bin")), ("g64", group64_bundle())]
     {
-        let mut reference = Transformer::new(Checkpoint::parse(&fp32).unwrap()).unwrap();
-        let mut float = Transformer::new(Checkpoint::parse(&bytes).unwrap()).unwrap();
-        let mut fixed = Transformer::new(Checkpoint::parse(&bytes).unwrap())
-            .unwrap()
-            .with_numerics(Numerics::Fixed)
-            .unwrap();
+        let mut reference =
+            Transformer::new(Checkpoint::parse(&fp32).unwrap(), portable()).unwrap();
+        let mut float = Transformer::new(Checkpoint::parse(&bytes).unwrap(), portable()).unwrap();
+        let mut fixed = Transformer::new(Checkpoint::parse(&bytes).unwrap(), fixed()).unwrap();
         let (mut a_float, mut a_fixed) = (Agreement::default(), Agreement::default());
         for p in ["Once upon a time", "Lily went to the park", ""] {
             let ids = tok.encode(p.as_bytes());
@@ -102,11 +107,42 @@ fn follows_the_fp32_model() {
 #[test]
 fn fp32_weights_are_refused_with_a_reason() {
     let fp32 = model_bytes("stories260K.bin");
-    let err = Transformer::new(Checkpoint::parse(&fp32).unwrap())
-        .unwrap()
-        .with_numerics(Numerics::Fixed)
-        .err()
-        .unwrap();
+    let err = Transformer::new(Checkpoint::parse(&fp32).unwrap(), fixed()).err().unwrap();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("int8"), "{err}");
+}
+
+/// The fixed-point numerics' tokens pinned as they were when the path got its own skeleton
+/// (`tests/data/fixed_regression.json`, recorded from commit 6db2805, before the refactor that
+/// merged it into `forward::step`): greedy and sampled, for runq.c's group-4 file and a group-64
+/// bundle. Not llama2.c's tokens: this only makes drift visible.
+#[test]
+fn pinned_regression_tokens() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixed_regression.json");
+    let cases: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let (q80, g64, tok_bytes) =
+        (model_bytes("stories260K_q80.bin"), group64_bundle(), model_bytes("tok512.bin"));
+    let tok = Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
+    let mut n = 0;
+    for c in cases.as_array().unwrap() {
+        let bytes = if c["model"] == "stories260K_q80.bin" { &q80 } else { &g64 };
+        let mut t = Transformer::new(Checkpoint::parse(bytes).unwrap(), fixed()).unwrap();
+        let f = |k: &str| c[k].as_f64().unwrap();
+        let mut s =
+            Sampler::new(512, f("temperature") as f32, f("topp") as f32, f("seed") as u64).unwrap();
+        s.math = t.math();
+        let prompt = tok.encode(c["prompt"].as_str().unwrap().as_bytes());
+        let mut got = vec![prompt[0]];
+        for ev in Generator::new(&mut t, &tok, &mut s, prompt, f("steps") as usize).unwrap() {
+            if let Event::Token { token, .. } = ev.unwrap() {
+                got.push(token);
+            }
+        }
+        let want: Vec<u32> =
+            c["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(got, want, "{c}");
+        n += 1;
+    }
+    assert_eq!(n, 4);
 }

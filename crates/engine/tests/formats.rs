@@ -1,7 +1,9 @@
 //! Other layouts of the same weights give the same tokens: llama2.c v1 ("ak42", fp32) and a v0
 //! file with an unshared classifier (negative vocab_size, wcls appended).
 
-use esp_llm_engine::{Checkpoint, Event, Format, Generator, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{
+    Checkpoint, Event, Format, Generator, Options, Sampler, Tokenizer, Transformer,
+};
 use esp_llm_fixtures::*;
 
 /// Byte ranges of the v0 sections of stories260K, in file order.
@@ -21,7 +23,7 @@ fn v0_sections(v0: &[u8]) -> Vec<&[u8]> {
 fn greedy(model: &[u8], steps: usize) -> Vec<u32> {
     let tok_bytes = model_bytes("tok512.bin");
     let tok = Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
-    let mut t = Transformer::new(Checkpoint::parse(model).unwrap()).unwrap();
+    let mut t = Transformer::new(Checkpoint::parse(model).unwrap(), Options::default()).unwrap();
     let mut s = Sampler::new(512, 0.0, 0.9, 1).unwrap();
     let prompt = tok.encode(b"Once upon a time");
     Generator::new(&mut t, &tok, &mut s, prompt, steps)

@@ -3,7 +3,9 @@
 
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::{Checkpoint, Event, Generator, Sampler, Stop, Tokenizer, Transformer};
+use esp_llm_engine::{
+    Checkpoint, Event, Generator, Math, Options, Sampler, Stop, Tokenizer, Transformer,
+};
 use esp_llm_fixtures::*;
 
 /// How a case is run: kernels, worker threads, prefill batch.
@@ -52,6 +54,15 @@ pub fn run_case(model: &[u8], tok: &[u8], g: &Golden) -> (Vec<u32>, Stop, Vec<u8
     run_case_with(model, tok, g, Setup::default_run())
 }
 
+/// The math a golden case is reproduced with ([`Golden::portable_math`]).
+pub fn case_math(g: &Golden) -> Math {
+    if g.portable_math() {
+        Math::Portable
+    } else {
+        Math::default()
+    }
+}
+
 /// Runs a golden generation case with the given kernels, threads and prefill batch.
 pub fn run_case_with(
     model: &[u8],
@@ -59,17 +70,28 @@ pub fn run_case_with(
     g: &Golden,
     setup: Setup,
 ) -> (Vec<u32>, Stop, Vec<u8>) {
+    run_case_math(model, tok, g, setup, case_math(g))
+}
+
+/// [`run_case_with`] with the given math.
+pub fn run_case_math(
+    model: &[u8],
+    tok: &[u8],
+    g: &Golden,
+    setup: Setup,
+    math: Math,
+) -> (Vec<u32>, Stop, Vec<u8>) {
     let ck = Checkpoint::parse(model).unwrap();
     let vocab = ck.config.vocab_size;
-    let pool = Box::new(Pool::new(setup.threads).unwrap());
-    let mut t = Transformer::with_options(ck, None, setup.kernels, pool)
-        .unwrap()
-        .with_prefill(setup.prefill)
-        .unwrap();
+    let workers = Box::new(Pool::new(setup.threads).unwrap());
+    let (kernels, prefill) = (setup.kernels, setup.prefill);
+    let options = Options { kernels, workers, prefill, math, ..Options::default() };
+    let mut t = Transformer::new(ck, options).unwrap();
     let tokenizer = Tokenizer::from_bytes(tok, vocab).unwrap();
     let temp = g.temperature.unwrap_or(1.0);
     let mut sampler =
         Sampler::new(vocab, temp, g.topp.unwrap_or(0.9), g.seed.unwrap_or(0)).unwrap();
+    sampler.math = math;
     let prompt = tokenizer.encode(g.prompt.as_bytes());
     assert_eq!(prompt, g.prompt_tokens, "{}: prompt tokens", g.name);
     let mut tokens = vec![prompt[0]];
@@ -115,19 +137,30 @@ fn check_generation_cases(model: &str, engine: &str) -> usize {
     n
 }
 
-/// Largest absolute difference between our logits and a golden 8x512 logits file, feeding
-/// the file's input tokens (once_upon_a_time, greedy).
+/// Largest absolute difference between our logits and a golden logits file, feeding the input
+/// tokens its description (the `.json` beside it) lists.
 fn max_logit_diff(model: &str, logits_file: &str) -> f32 {
     let model = model_bytes(model);
-    let gold = std::fs::read(shared("golden").join(logits_file)).unwrap();
+    let dir = shared("golden");
+    let gold = std::fs::read(dir.join(logits_file)).unwrap();
     let gold: Vec<f32> =
         gold.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    let mut t = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
-    let inputs = [1u32, 403, 407, 261, 378, 432, 383, 286];
+    let desc = std::fs::read(dir.join(logits_file.replace(".bin", ".json"))).unwrap();
+    let desc: serde_json::Value = serde_json::from_slice(&desc).unwrap();
+    let inputs: Vec<u32> = desc["input_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let vocab = desc["shape"][1].as_u64().unwrap() as usize;
+    assert_eq!(gold.len(), inputs.len() * vocab, "{logits_file}: shape");
+    let mut t = Transformer::new(Checkpoint::parse(&model).unwrap(), Options::default()).unwrap();
     let mut worst = 0.0f32;
     for (p, &tok) in inputs.iter().enumerate() {
         let logits = t.forward(tok, p).unwrap();
-        for (a, b) in logits.iter().zip(&gold[p * 512..(p + 1) * 512]) {
+        assert_eq!(logits.len(), vocab);
+        for (a, b) in logits.iter().zip(&gold[p * vocab..(p + 1) * vocab]) {
             worst = worst.max((a - b).abs());
         }
     }
@@ -172,7 +205,8 @@ fn prefill_logits_are_bit_identical() {
         let model = model_bytes(name);
         let inputs =
             [1u32, 403, 407, 261, 378, 432, 383, 286, 300, 21, 5, 99, 400, 17, 250, 33, 8, 2];
-        let mut want = Transformer::new(Checkpoint::parse(&model).unwrap()).unwrap();
+        let mut want =
+            Transformer::new(Checkpoint::parse(&model).unwrap(), Options::default()).unwrap();
         let mut want_logits = Vec::new();
         for (p, &tok) in inputs.iter().enumerate() {
             want_logits.push(want.forward(tok, p).unwrap().to_vec());
@@ -181,10 +215,13 @@ fn prefill_logits_are_bit_identical() {
             for batch in [1, 3, 16] {
                 let pool = Box::new(Pool::new(s.threads).unwrap());
                 let ck = Checkpoint::parse(&model).unwrap();
-                let mut t = Transformer::with_options(ck, None, s.kernels, pool)
-                    .unwrap()
-                    .with_prefill(batch)
-                    .unwrap();
+                let o = Options {
+                    kernels: s.kernels,
+                    workers: pool,
+                    prefill: batch,
+                    ..Options::default()
+                };
+                let mut t = Transformer::new(ck, o).unwrap();
                 let last = inputs.len() - 1;
                 t.prefill(&inputs[..last], 0).unwrap();
                 let got = t.forward(inputs[last], last).unwrap();
@@ -215,6 +252,23 @@ fn fp32_logits_within_1e4() {
 #[test]
 fn q80_generation_cases() {
     assert_eq!(check_generation_cases("stories260K_q80.bin", "runq.c"), 5, "q80 golden cases");
+}
+
+/// With the system's math the int8 cases follow runq.c's no-FMA build instead: each case that
+/// parts from the recorded (FMA) build does so exactly where the no-FMA build does
+/// (`nofma_first_diff_index`, near-ties), which shows the cases can tell the two maths apart.
+#[test]
+fn q80_with_system_math() {
+    let (model, tok) = (model_bytes("stories260K_q80.bin"), model_bytes("tok512.bin"));
+    let mut parted = Vec::new();
+    for g in goldens().into_iter().filter(|g| g.engine == "runq.c") {
+        let (tokens, _, _) = run_case_math(&model, &tok, &g, Setup::default_run(), Math::default());
+        if let Some(i) = tokens.iter().zip(&g.tokens).position(|(a, b)| a != b) {
+            assert_eq!(Some(i), g.nofma_first_diff_index, "{}: parts at {i}", g.name);
+            parted.push(g.name.clone());
+        }
+    }
+    assert!(!parted.is_empty(), "no case tells the system math from the portable one");
 }
 
 /// runq.c's first 8 logits. The difference between two valid builds of runq.c (FMA and not) is

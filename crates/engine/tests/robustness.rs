@@ -2,8 +2,7 @@
 //! fuzz regression inputs replayed.
 
 use esp_llm_engine::checkpoint::bundle;
-use esp_llm_engine::parallel::Serial;
-use esp_llm_engine::{Checkpoint, Sampler, Tokenizer, Transformer};
+use esp_llm_engine::{Checkpoint, Options, Sampler, Tokenizer, Transformer};
 use esp_llm_fixtures::*;
 use proptest::prelude::*;
 use std::path::Path;
@@ -16,7 +15,11 @@ fn load_and_generate(data: &[u8]) {
         return;
     }
     let k = esp_llm_engine::kernels::best();
-    let Ok(mut t) = Transformer::with_options(ck, Some(8), k, Box::new(Serial)) else { return };
+    let Ok(mut t) =
+        Transformer::new(ck, Options { seq_len: Some(8), kernels: k, ..Options::default() })
+    else {
+        return;
+    };
     let mut s = Sampler::new(c.vocab_size, 0.9, 0.9, 42).unwrap();
     let mut token = 1 % c.vocab_size as u32;
     for pos in 0..4 {

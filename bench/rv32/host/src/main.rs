@@ -1,4 +1,4 @@
-//! `rv32bench-host MODEL_FILE|q8fx [scalar|unrolled]`: greedy, 64 steps from "Once upon a time" with
+//! `rv32bench-host MODEL_FILE|q8fx|q8g32 [scalar|unrolled]`: greedy, 64 steps from "Once upon a time" with
 //! `engine::Generator` on the host; prints the `tokens:`/`text:` lines of the RV32 benchmark.
 //! The models are found like the engine's tests do: `$ESP_LLM_MODELS`, else `shared/models`
 //! in the nearest ancestor directory. `q8fx` is the RV32 benchmark's fixed-point configuration:
@@ -9,7 +9,7 @@ use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::kernels::{Kernels, Scalar, Unrolled};
 use esp_llm_engine::parallel::Serial;
 use esp_llm_engine::{
-    Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer, Transformer,
+    Checkpoint, Event, Generator, Math, Numerics, Options, Sampler, Stop, Tokenizer, Transformer,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,21 +35,32 @@ fn run(model_file: &str, kernels: &'static dyn Kernels) -> Result<String, String
     let read =
         |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
     let tok_bytes = read("tok512.bin")?;
-    let (model, numerics) = if model_file == "q8fx" {
+    // q8fx: bench/rv32's fixed-point configuration (groups of 64); q8g32: bench/lx7's int8
+    // configuration (the S3 firmware's bundle: groups of 32, float numerics).
+    let packed = match model_file {
+        "q8fx" => Some((64, Numerics::Fixed)),
+        "q8g32" => Some((32, Numerics::Float)),
+        _ => None,
+    };
+    let (model, numerics) = if let Some((group, numerics)) = packed {
         let src = read("stories260K.bin")?;
         let ck = Checkpoint::parse(&src).map_err(|e| e.to_string())?;
-        let (bytes, _) = bundle::pack(&ck, &tok_bytes, Quant::Q8(Some(64)), &mut |_| {})
+        let (bytes, _) = bundle::pack(&ck, &tok_bytes, Quant::Q8(Some(group)), &mut |_| {})
             .map_err(|e| e.to_string())?;
-        (bytes, Numerics::Fixed)
+        (bytes, numerics)
     } else {
         (read(model_file)?, Numerics::Float)
     };
     let ckpt = Checkpoint::parse(&model).map_err(|e| e.to_string())?;
     let vocab = ckpt.config.vocab_size;
-    let mut t = Transformer::with_numerics_options(ckpt, None, kernels, Box::new(Serial), numerics)
-        .map_err(|e| e.to_string())?;
+    // The boards' (portable) math, not the host's C library: the tokens must be the board's.
+    let math = Math::Portable;
+    let options =
+        Options { kernels, workers: Box::new(Serial), numerics, math, ..Options::default() };
+    let mut t = Transformer::new(ckpt, options).map_err(|e| e.to_string())?;
     let tok = Tokenizer::from_bytes(&tok_bytes, vocab).map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0).map_err(|e| e.to_string())?;
+    sampler.math = math;
     let prompt = tok.encode(PROMPT);
     let mut tokens = vec![prompt[0]];
     let mut text = Vec::new();
@@ -84,7 +95,7 @@ fn main() -> ExitCode {
         }
     };
     let Some(model) = args.first() else {
-        eprintln!("usage: rv32bench-host MODEL_FILE|q8fx [scalar|unrolled]");
+        eprintln!("usage: rv32bench-host MODEL_FILE|q8fx|q8g32 [scalar|unrolled]");
         return ExitCode::from(2);
     };
     match run(model, kernels) {

@@ -12,8 +12,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::hint::black_box;
-use esp_llm_engine::forward::{quantize, softmax};
 use esp_llm_engine::kernels;
+use esp_llm_engine::math::{quantize, softmax};
 use esp_llm_engine::model::Matrix;
 use esp_llm_engine::Checkpoint;
 use esp_llm_rv32bench::{exit, instret, Console, Q80_MODEL};
@@ -118,7 +118,7 @@ extern "C" fn rv32bench_main() -> ! {
         softmax(black_box(&mut att));
     }
     let _ =
-        writeln!(c, "op forward::softmax (33 values): {} instructions/call", (instret() - t0) / 50);
+        writeln!(c, "op math::softmax (33 values): {} instructions/call", (instret() - t0) / 50);
     let x: Vec<f32> = (0..64).map(val).collect();
     let (mut xq, mut xs) = (alloc::vec![0i8; 64], alloc::vec![0f32; 16]);
     let t0 = instret();
@@ -127,7 +127,7 @@ extern "C" fn rv32bench_main() -> ! {
     }
     let _ = writeln!(
         c,
-        "op forward::quantize (64 values, group 4): {} instructions/call",
+        "op math::quantize (64 values, group 4): {} instructions/call",
         (instret() - t0) / 50
     );
 

@@ -27,8 +27,9 @@ use reader::Reader;
 /// Magic number of versioned llama2.c checkpoints: "ak42" read as a little-endian u32.
 pub const LLAMA2C_MAGIC: u32 = 0x616b_3432;
 
-/// Which file layout a checkpoint came from.
+/// Which file layout a checkpoint came from (more may be added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// llama2.c legacy fp32 (`run.c`).
     V0,

@@ -144,6 +144,9 @@ fn q8_tail(
 }
 
 /// Transposes the 4x4 block whose rows are `r` in place: afterwards `r[k]` holds column `k`.
+///
+/// # Safety
+/// The CPU must have NEON (callers run inside `#[target_feature(enable = "neon")]`).
 #[inline(always)]
 unsafe fn transpose4(r: &mut [float32x4_t; 4]) {
     // t0 = [r0.0 r1.0 r0.2 r1.2], t1 = [r0.1 r1.1 r0.3 r1.3], t2/t3 the same for rows 2, 3.
@@ -158,6 +161,10 @@ unsafe fn transpose4(r: &mut [float32x4_t; 4]) {
 }
 
 /// Column `j` of the 4 rows (stride `n`) starting at `a`.
+///
+/// # Safety
+/// `a.add(3 * n + j)` and the three column reads before it must be in one allocation of
+/// initialized `f32`; the CPU must have NEON.
 #[inline(always)]
 unsafe fn column4(a: *const f32, n: usize, j: usize) -> float32x4_t {
     let c = [*a.add(j), *a.add(n + j), *a.add(2 * n + j), *a.add(3 * n + j)];
@@ -166,6 +173,10 @@ unsafe fn column4(a: *const f32, n: usize, j: usize) -> float32x4_t {
 
 /// The dot products of `4 * B` rows (stride `n`) starting at `a` with `x[..n]`, lane `i` of
 /// vector `b` for row `4 * b + i`, each row summed left to right with a multiply then an add.
+///
+/// # Safety
+/// `a` must point at `4 * B` rows of `n` readable `f32` (stride `n`) and `xp` at `n`; the CPU
+/// must have NEON.
 #[inline(always)]
 unsafe fn f32_block<const B: usize>(a: *const f32, n: usize, xp: *const f32) -> [float32x4_t; B] {
     let mut acc = [vdupq_n_f32(0.0); B];
@@ -247,6 +258,12 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 /// With `DOT`, 16-value steps use `sdot`, else `smull`/`sadalp`.
 ///
 /// `a` and `sa` point at the block's first row of weights and of scales.
+///
+/// # Safety
+/// `a` must point at `4 * B` rows of `stride` readable `i8` weights, `sa` at their `groups`
+/// scales per row, `xp` at `stride` input values and `xs` at `groups` input scales, with
+/// `stride == groups * group`; the CPU must have NEON (and the dot-product extension when
+/// `DOT`).
 #[inline(always)]
 unsafe fn q8_block<const B: usize, const DOT: bool>(
     a: *const i8,
@@ -326,6 +343,9 @@ unsafe fn q8_block<const B: usize, const DOT: bool>(
 /// vector, and a 4x4 transpose turns the block's rows into lanes again (the scales likewise),
 /// then the groups are added in order as in [`q8_block`]. Returns the first group not added
 /// (the last `groups % 4` are left to the caller).
+///
+/// # Safety
+/// As [`q8_block`], for a group size of 4.
 #[inline(always)]
 unsafe fn q8_groups_of_4<const B: usize, const DOT: bool>(
     val: &mut [float32x4_t; B],

@@ -6,12 +6,16 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(all(target_arch = "xtensa", feature = "lx7"))]
+pub mod lx7;
 pub mod scalar;
 pub mod unrolled;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-pub use crate::fixed::Rescale;
+pub mod rescale;
+pub use crate::math::Math;
+pub use rescale::Rescale;
 pub use scalar::Scalar;
 pub use unrolled::Unrolled;
 
@@ -37,6 +41,36 @@ pub trait Kernels: Sync {
         group: usize,
     );
 
+    /// runq.c's activation quantization of `x` into `q`/`s` ([`crate::math::quantize`]): the
+    /// input of the int8 matmuls, once per vector.
+    fn quantize(&self, q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {
+        crate::math::quantize(q, s, x, group)
+    }
+
+    /// SwiGLU `h1 = silu(h1) * h3` with `math`'s `exp` ([`Math::swiglu`]).
+    fn swiglu(&self, h1: &mut [f32], h3: &[f32], math: Math) {
+        math.swiglu(h1, h3)
+    }
+
+    /// One head's attention at one position, run.c's inner loop: for every cached position
+    /// `t < att.len()`, `att[t] = (q · keys[t * kv_dim..][..q.len()]) / inv`, then the softmax
+    /// of `att` ([`Math::softmax`]), then `out = sum_t att[t] * values[t * kv_dim..]`, each
+    /// sum left to right. `out.len() == q.len()` is the head size.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        out: &mut [f32],
+        att: &mut [f32],
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        kv_dim: usize,
+        inv: f32,
+        math: Math,
+    ) {
+        scalar::attend(out, att, q, keys, values, kv_dim, inv, math)
+    }
+
     /// The fixed-point int8 matmul ([`crate::fixed`]): per row
     /// `out[r] = scale.apply(sum_g (sum_k xq[g*G+k] * wq[r*stride+g*G+k]) * ws[r*G'+g])`, the
     /// group sums in `i32` and their weighted sum in `i64` (both wrapping), so any summation
@@ -57,14 +91,20 @@ pub trait Kernels: Sync {
 
 /// Checks the slice lengths the unsafe kernels rely on; on a mismatch the caller falls back
 /// to the scalar twin (which panics or truncates exactly as it always did).
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "xtensa")),
+    allow(dead_code)
+)]
 fn f32_shapes_ok(out: &[f32], w: &[f32], x: &[f32]) -> bool {
     !x.is_empty() && out.len().checked_mul(x.len()).is_some_and(|n| n <= w.len())
 }
 
 /// The lengths the int8 SIMD kernels rely on: a group dividing a non-empty row, enough weights,
 /// scales and input scales for `out.len()` rows.
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "xtensa")),
+    allow(dead_code)
+)]
 fn q8_shapes_ok(out: &[f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) -> bool {
     let stride = xq.len();
     if group == 0 || stride == 0 || !stride.is_multiple_of(group) {
@@ -100,6 +140,8 @@ pub fn available() -> alloc::vec::Vec<&'static dyn Kernels> {
             v.push(k);
         }
     }
+    #[cfg(all(target_arch = "xtensa", feature = "lx7"))]
+    v.push(&lx7::Lx7);
     v.push(&Unrolled);
     v.push(&Scalar);
     v
@@ -125,8 +167,14 @@ pub fn best() -> &'static dyn Kernels {
             return k;
         }
     }
+    #[cfg(all(target_arch = "xtensa", feature = "lx7"))]
+    return &lx7::Lx7;
     // In-order cores without SIMD (RISC-V ESP chips) gain from four rows per pass; bit-identical.
-    #[cfg(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa"))]
+    #[cfg(any(
+        target_arch = "riscv32",
+        target_arch = "riscv64",
+        all(target_arch = "xtensa", not(feature = "lx7"))
+    ))]
     return &Unrolled;
     #[cfg(not(any(target_arch = "riscv32", target_arch = "riscv64", target_arch = "xtensa")))]
     &Scalar

@@ -80,3 +80,34 @@ pub fn matmul_q8_fixed(
         *o = scale.apply(s);
     }
 }
+
+/// [`Kernels::attend`] in plain loops (the default of every kernel set).
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    out: &mut [f32],
+    att: &mut [f32],
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_dim: usize,
+    inv: f32,
+    math: super::Math,
+) {
+    let head_size = q.len();
+    for (t, a) in att.iter_mut().enumerate() {
+        let kt = &keys[t * kv_dim..][..head_size];
+        let mut score = 0.0f32;
+        for (qi, ki) in q.iter().zip(kt) {
+            score += qi * ki;
+        }
+        *a = score / inv;
+    }
+    math.softmax(att);
+    out.fill(0.0);
+    for (t, &a) in att.iter().enumerate() {
+        let vt = &values[t * kv_dim..][..head_size];
+        for (o, vi) in out.iter_mut().zip(vt) {
+            *o += a * vi;
+        }
+    }
+}

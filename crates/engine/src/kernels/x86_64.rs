@@ -152,6 +152,9 @@ const PF_BLOCKS: usize = 1;
 /// *next* block, read linearly (measured: +60% single-thread tokens/s on the 15M shape).
 /// Prefetching is only a hint: addresses past the weights are harmless (wrapping arithmetic,
 /// never dereferenced).
+///
+/// # Safety
+/// The CPU must have SSE (every x86_64 does); `p` is never dereferenced.
 #[inline(always)]
 unsafe fn prefetch_span(p: *const u8, bytes: usize) {
     let mut off = 0;
@@ -162,6 +165,9 @@ unsafe fn prefetch_span(p: *const u8, bytes: usize) {
 }
 
 /// Transposes the 8x8 block whose rows are `r` in place: afterwards `r[k]` holds column `k`.
+///
+/// # Safety
+/// The CPU must have AVX (callers run inside `#[target_feature(enable = "avx2")]` or later).
 #[inline(always)]
 unsafe fn transpose8(r: &mut [__m256; 8]) {
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
@@ -264,6 +270,10 @@ unsafe fn f32_rows_avx2(out: &mut [f32], w: &[f32], x: &[f32], first: usize) -> 
 }
 
 /// Column `j` of the 8 rows (stride `n`) starting at `a`.
+///
+/// # Safety
+/// `a.add(7 * n + j)` and the seven column reads before it must be in one allocation of
+/// initialized `f32`; the CPU must have AVX.
 #[inline(always)]
 unsafe fn column8(a: *const f32, n: usize, j: usize) -> __m256 {
     _mm256_set_ps(
@@ -280,6 +290,9 @@ unsafe fn column8(a: *const f32, n: usize, j: usize) -> __m256 {
 
 /// `[lo | hi]` with AVX-512F only (`_mm512_insertf32x8` would need AVX-512DQ, and a call to
 /// an intrinsic whose feature is not enabled here is not inlined: it ran 3x slower).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
 #[inline(always)]
 unsafe fn join256(lo: __m256, hi: __m256) -> __m512 {
     _mm512_castpd_ps(_mm512_insertf64x4::<1>(
@@ -362,6 +375,9 @@ unsafe fn f32_rows_avx512(out: &mut [f32], w: &[f32], x: &[f32]) -> usize {
 }
 
 /// Sums each of the 8 vectors of 8 i32: lane `i` of the result is the sum of `s[i]`.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[inline(always)]
 unsafe fn hsum8x8(s: &[__m256i; 8]) -> __m256i {
     let a01 = _mm256_hadd_epi32(s[0], s[1]);

@@ -26,14 +26,16 @@
  * when MKDADJ.S runs, q must come from ADDEXPM.S) but not the Newton steps: those are for
  * real silicon to confirm.
  *
- * roundf without a half-away-from-zero instruction: i = TRUNC.S(d) (saturating), f = d - i
- * (exact: d and its truncation share the binade), i += 1 if f >= 0.5, i -= 1 if f <= -0.5,
- * then CLAMPS to -128..127; NaN (UN.S) gives 0. i is first clamped to 16 bits so the +-1
- * cannot wrap a saturated TRUNC.S result (d = +-inf, or |d| >= 2^31).
+ * In the usual case (a normal scale) the per-element quotient is not this sequence but two
+ * Markstein corrections from y = 1/scale (see the fast path below), which the emulator does
+ * check exactly; the DIV0.S sequence computes the scale and y once per group.
  *
- * Cost: per element 4 instructions for the max (lsip, abs.s, olt.s, movt.s) + 32 for the
- * quotient and rounding and the store; per group about 60 (two divisor refinements, the
- * scale's division, loop set-up). Elements past n_x cost 2 (s8i, addi).
+ * roundf without a half-away-from-zero instruction: see round_store.
+ *
+ * Cost per element: 4 instructions for the max (lsip, abs.s, olt.s, movt.s) + 19 on the fast
+ * path (lsip, mul.s, 2 x (mov.s, msub.s, madd.s), 11 rounding and store) = 23; 33 on the
+ * slow path. Per group about 80 (three reciprocal/division sequences, the range check, loop
+ * set-up). Elements past n_x cost 2 (s8i, addi).
  */
 
 	.text
@@ -73,6 +75,27 @@
 	divn.s	\q, \r, \yt
 	.endm
 
+/* q = (int8_t) roundf(d) with Rust's saturating `as i8` (NaN -> 0), d in f2, result stored
+ * at [a2++]: i = TRUNC.S(|d| + 0.5); negated when d < 0; 0 when |d| < 0.5 or unordered
+ * (ULT.S); CLAMPS to -128..127. |d| + 0.5 is exact for 0.5 <= |d| < 2^23 (0.5 is a multiple
+ * of ulp(|d|) and a carry into the next binade lands on a power of two), so the truncation is
+ * roundf's half-away-from-zero result there; |d| < 0.5 is 0, and above 127.5 only the clamp
+ * matters (TRUNC.S saturates, QEMU float32_to_int32). Checked against `(d.round()) as i8` on
+ * all 2^32 floats with a host model. 11 instructions. */
+	.macro	round_store
+	abs.s	f1, f2
+	add.s	f4, f1, f12
+	trunc.s	a12, f4, 0
+	neg	a13, a12
+	olt.s	b1, f2, f13
+	movt	a12, a13, b1
+	ult.s	b2, f1, f12
+	movt	a12, a15, b2
+	clamps	a12, a12, 7
+	s8i	a12, a2, 0
+	addi	a2, a2, 1
+	.endm
+
 	.align	4
 	.global	esp_llm_lx7_quantize
 	.type	esp_llm_lx7_quantize, @function
@@ -84,8 +107,9 @@ esp_llm_lx7_quantize:
 	movi	a9, 127
 	float.s	f14, a9, 0		/* 127.0 exactly */
 	const.s	f12, 3			/* 0.5 */
-	neg.s	f13, f12		/* -0.5 */
+	const.s	f13, 0
 	movi	a15, 0
+	movi	a9, 181
 .Lqz_group:
 	minu	a10, a5, a7		/* this group's elements present in x */
 	sub	a5, a5, a10
@@ -104,25 +128,38 @@ esp_llm_lx7_quantize:
 	quotient	f7, f6, f14, f8, f9, f10, f11, f1, f3, f4, f5
 	ssip	f7, a3, 4
 	divisor	f7, f8, f9, f10, f11, f15
+	/* Fast path for 2^-90 <= scale < 2^91 (biased exponent 37..217): y = RN(1/scale) once,
+	 * then per element q0 = v*y and two Markstein corrections r = v - q*scale (msub.s, exact
+	 * remainder), q += r*y (madd.s): the second one gives the correctly rounded v/scale.
+	 * Both are fused in hardware and in the emulator (fpu_helper.c float32_muladd), so this
+	 * path is checked exactly there; a host model agreed with IEEE division on 4e8 random
+	 * pairs in this range (|v| <= 128*scale, ties and near-ties included). Other scales
+	 * (0 for an all-zero group, subnormal, huge, inf) take the full division per element. */
+	rfr	a12, f7
+	extui	a12, a12, 23, 8
+	addi	a12, a12, -37
+	bgeu	a12, a9, .Lqz_slow
+	const.s	f0, 1
+	quotient	f6, f0, f7, f8, f9, f10, f11, f1, f3, f4, f5
+	loopnez	a10, .Lqz_fast_end
+	lsip	f0, a4, 4
+	mul.s	f2, f0, f6
+	mov.s	f3, f0
+	msub.s	f3, f2, f7
+	madd.s	f2, f3, f6
+	mov.s	f3, f0
+	msub.s	f3, f2, f7
+	madd.s	f2, f3, f6
+	round_store
+.Lqz_fast_end:
+	j	.Lqz_tail
+.Lqz_slow:
 	loopnez	a10, .Lqz_q_end
 	lsip	f0, a4, 4
 	quotient	f2, f0, f7, f8, f9, f10, f11, f1, f3, f4, f5
-	trunc.s	a12, f2, 0
-	float.s	f6, a12, 0
-	clamps	a12, a12, 15
-	sub.s	f6, f2, f6		/* d - trunc(d), exact */
-	ole.s	b1, f12, f6		/* >= 0.5: away from zero, up */
-	ole.s	b2, f6, f13		/* <= -0.5: away from zero, down */
-	un.s	b3, f2, f2		/* NaN -> 0 */
-	addi	a13, a12, 1
-	addi	a14, a12, -1
-	movt	a12, a13, b1
-	movt	a12, a14, b2
-	movt	a12, a15, b3
-	clamps	a12, a12, 7
-	s8i	a12, a2, 0
-	addi	a2, a2, 1
+	round_store
 .Lqz_q_end:
+.Lqz_tail:
 	loopnez	a11, .Lqz_zero_end
 	s8i	a15, a2, 0
 	addi	a2, a2, 1

@@ -1,0 +1,180 @@
+//! Kernel checks in the emulator: every kernel of the set under test against the scalar twin,
+//! bit for bit, on pseudo-random shapes (odd lengths, tails, every group size an int8 matrix
+//! can have, aligned and unaligned rows) and values (including the int8 extremes).
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use esp_llm_engine::kernels::{Kernels, Math, Scalar};
+
+/// xorshift32, deterministic.
+struct Rng(u32);
+
+impl Rng {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+    fn below(&mut self, n: u32) -> u32 {
+        self.next() % n.max(1)
+    }
+    fn f32(&mut self) -> f32 {
+        // A few units, with exact zeros and negative zeros now and then.
+        match self.below(32) {
+            0 => 0.0,
+            1 => -0.0,
+            _ => (self.next() >> 8) as f32 / (1u32 << 22) as f32 - 2.0,
+        }
+    }
+    fn i8(&mut self) -> i8 {
+        match self.below(16) {
+            0 => -128,
+            1 => 127,
+            _ => (self.next() >> 8) as i8,
+        }
+    }
+}
+
+/// A buffer of `n` values starting `skew` elements after a 16-byte boundary.
+struct Buf<T> {
+    v: Vec<T>,
+    skew: usize,
+}
+
+impl<T: Copy + Default> Buf<T> {
+    fn new(n: usize, skew: usize, mut f: impl FnMut() -> T) -> Self {
+        // Vec<T> of f32/i8 from the bump allocator is aligned to T only: pad to reach the
+        // requested offset from a 16-byte boundary.
+        let mut v = vec![T::default(); n + 16 + skew];
+        let base = v.as_ptr() as usize;
+        let size = core::mem::size_of::<T>();
+        let pad = ((16 - base % 16) % 16) / size + skew;
+        for x in v[pad..pad + n].iter_mut() {
+            *x = f();
+        }
+        Buf { v, skew: pad }
+    }
+    fn get(&self, n: usize) -> &[T] {
+        &self.v[self.skew..self.skew + n]
+    }
+}
+
+fn same_f32(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Runs the checks; prints `kernel_check: N/N shapes bit-exact (kernels NAME)` or the first
+/// difference. Returns whether all passed.
+pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
+    let mut rng = Rng(0x2545_F491);
+    let (mut total, mut passed) = (0u32, 0u32);
+    // f32: 500 shapes.
+    for i in 0..500 {
+        let (ok, rows, n, skew) = crate::with_scratch(|| {
+        let rows = 1 + rng.below(if i % 5 == 0 { 40 } else { 12 }) as usize;
+        let n = 1 + rng.below(if i % 3 == 0 { 300 } else { 70 }) as usize;
+        let skew = rng.below(4) as usize;
+        let w = Buf::new(rows * n, skew, || rng.f32());
+        let x = Buf::new(n, rng.below(4) as usize, || rng.f32());
+        let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
+        Scalar.matmul_f32(&mut a, w.get(rows * n), x.get(n));
+        k.matmul_f32(&mut b, w.get(rows * n), x.get(n));
+        (same_f32(&a, &b), rows, n, skew)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(c, "kernel_check: matmul_f32 rows {rows} n {n} skew {skew}: differs");
+        }
+    }
+    // int8: 700 shapes over the group sizes a matrix can have (llama2.c's power-of-two groups,
+    // the bundle's per-tensor ones, and odd ones), aligned padded rows and unaligned ones.
+    let groups = [1usize, 2, 4, 8, 16, 32, 64, 128, 12, 43, 48, 96];
+    for i in 0..700 {
+        let (ok, rows, stride, group, skew) = crate::with_scratch(|| {
+        let group = groups[i % groups.len()];
+        let ngroups = 1 + rng.below(if group >= 64 { 4 } else { 8 }) as usize;
+        let stride = group * ngroups;
+        let rows = 1 + rng.below(if i % 7 == 0 { 33 } else { 9 }) as usize;
+        let skew = if rng.below(3) == 0 { rng.below(16) as usize } else { 0 };
+        let wq = Buf::new(rows * stride, skew, || rng.i8());
+        let xq = Buf::new(stride, if skew == 0 { 0 } else { rng.below(16) as usize }, || rng.i8());
+        let ws = Buf::new(rows * ngroups, 0, || rng.f32() * 0.01);
+        let xs = Buf::new(ngroups, 0, || rng.f32() * 0.01);
+        let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
+        let args = (wq.get(rows * stride), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
+        Scalar.matmul_q8(&mut a, args.0, args.1, args.2, args.3, group);
+        k.matmul_q8(&mut b, args.0, args.1, args.2, args.3, group);
+        (same_f32(&a, &b), rows, stride, group, skew)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(
+                c,
+                "kernel_check: matmul_q8 rows {rows} stride {stride} group {group} skew {skew}: differs"
+            );
+        }
+    }
+    // Activation quantization: vectors of 1..300 values (some shorter than the padded row),
+    // groups as above, with zeros, tiny and huge values and whole zero groups.
+    for i in 0..200 {
+        let (ok, n, group) = crate::with_scratch(|| {
+            let group = [4usize, 8, 16, 32, 64, 12, 43][i % 7];
+            let groups = 1 + rng.below(8) as usize;
+            let nq = group * groups;
+            let nx = if i % 3 == 0 { nq - rng.below(group as u32) as usize } else { nq };
+            let zero_group = rng.below(5) == 0;
+            let x: Vec<f32> = (0..nx)
+                .map(|j| match rng.below(40) {
+                    _ if zero_group && j < group => 0.0,
+                    0 => 1.0e-30,
+                    1 => -3.0e7,
+                    2 => 0.5,
+                    _ => rng.f32() * 3.0,
+                })
+                .collect();
+            let (mut qa, mut sa) = (vec![0i8; nq], vec![0f32; groups]);
+            let (mut qb, mut sb) = (vec![1i8; nq], vec![1f32; groups]);
+            Scalar.quantize(&mut qa, &mut sa, &x, group);
+            k.quantize(&mut qb, &mut sb, &x, group);
+            (qa == qb && same_f32(&sa, &sb), nx, group)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(c, "kernel_check: quantize n {n} group {group}: differs");
+        }
+    }
+    // One head's attention (scores, softmax, weighted values): 1..80 positions, head sizes 8
+    // (the LX7 path) and others (the fallback), cache rows kv_dim apart.
+    for i in 0..200 {
+        let (ok, n, hs, kv_dim) = crate::with_scratch(|| {
+            let hs = if i % 4 == 3 { [4usize, 16, 6][i % 3] } else { 8 };
+            let kv_dim = hs * (1 + rng.below(5) as usize);
+            let n = 1 + rng.below(80) as usize;
+            let q: Vec<f32> = (0..hs).map(|_| rng.f32()).collect();
+            let keys: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
+            let values: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
+            let inv = 2.828_427_f32;
+            let (mut oa, mut aa) = (vec![0f32; hs], vec![0f32; n]);
+            let (mut ob, mut ab) = (vec![1f32; hs], vec![1f32; n]);
+            Scalar.attend(&mut oa, &mut aa, &q, &keys, &values, kv_dim, inv, Math::Portable);
+            k.attend(&mut ob, &mut ab, &q, &keys, &values, kv_dim, inv, Math::Portable);
+            (same_f32(&oa, &ob) && same_f32(&aa, &ab), n, hs, kv_dim)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(c, "kernel_check: attend n {n} head {hs} kv_dim {kv_dim}: differs");
+        }
+    }
+    let _ = writeln!(c, "kernel_check: {passed}/{total} shapes bit-exact (kernels {})", k.name());
+    passed == total
+}

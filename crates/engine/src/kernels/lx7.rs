@@ -1,0 +1,202 @@
+//! ESP32-S3 (Xtensa LX7) kernels in assembly: the int8 matmul on the PIE vector unit and the
+//! f32 matmul on the FPU (`lx7/*.S`), bit-identical to [`Scalar`](super::Scalar).
+//!
+//! The assembly keeps the scalar kernels' arithmetic exactly: the int8 group sums are exact
+//! integers (any order gives the same i32), each group's update is `mul.s` then one fused
+//! `madd.s` (runq.c's `val += ival * ws * xs`, contracted as the reference build does), and the
+//! f32 rows are summed left to right with separate `mul.s` and `add.s`. The PIE fast path needs
+//! the device bundle's layout (16-byte aligned rows padded to a multiple of 16, groups of 16 or
+//! more); other layouts (llama2.c's group-4 files) take the kernels' general path, still exact.
+//! The kernel checks in `bench/lx7` compare them with [`Scalar`](super::Scalar) on 1200 shapes in
+//! the emulator; instruction counts are in docs/performance.md (LX7 section).
+//!
+//! Linking: `build.rs` assembles the `.S` files for Xtensa targets when this feature is on
+//! (Espressif's `xtensa-esp32s3-elf-gcc` through the `cc` crate), unless
+//! `ESP_LLM_LX7_ASM=external` (bench/lx7 assembles them with GNU `as` itself).
+
+use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Math, Scalar};
+
+extern "C" {
+    fn esp_llm_lx7_scores8(att: *mut f32, q: *const f32, keys: *const f32, n: u32, kv_dim: u32);
+    fn esp_llm_lx7_values8(out: *mut f32, att: *const f32, values: *const f32, n: u32, kv_dim: u32);
+    fn esp_llm_lx7_div_scalar(out: *mut f32, x: *const f32, n: u32, d: f32);
+    fn esp_llm_lx7_matmul_f32(out: *mut f32, w: *const f32, x: *const f32, rows: u32, n: u32);
+    fn esp_llm_lx7_quantize(q: *mut i8, s: *mut f32, x: *const f32, n_x: u32, n_q: u32, group: u32);
+    #[allow(clippy::too_many_arguments)]
+    fn esp_llm_lx7_matmul_q8(
+        out: *mut f32,
+        wq: *const i8,
+        ws: *const f32,
+        xq: *const i8,
+        xs: *const f32,
+        rows: u32,
+        stride: u32,
+        group: u32,
+    );
+}
+
+/// The longest int8 input row copied to an aligned buffer (stories110M's hidden_dim).
+const ALIGNED_ROW: usize = 2048;
+
+/// A 16-byte aligned row of int8 inputs.
+#[repr(C, align(16))]
+struct AlignedRow([i8; ALIGNED_ROW]);
+
+/// The LX7 assembly kernels (PIE int8, FPU f32).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Lx7;
+
+impl Kernels for Lx7 {
+    fn name(&self) -> &'static str {
+        "lx7"
+    }
+
+    fn attend(
+        &self,
+        out: &mut [f32],
+        att: &mut [f32],
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        kv_dim: usize,
+        inv: f32,
+        math: Math,
+    ) {
+        let n = att.len();
+        // The rows the kernels read: n of kv_dim floats apart, 8 long.
+        let need =
+            n.checked_sub(1).and_then(|m| m.checked_mul(kv_dim)).and_then(|m| m.checked_add(8));
+        let fits = need.is_some_and(|need| need <= keys.len() && need <= values.len());
+        if math != Math::Portable
+            || q.len() != 8
+            || out.len() != 8
+            || !fits
+            || n > u32::MAX as usize
+            || kv_dim > (u32::MAX / 4) as usize
+        {
+            return super::scalar::attend(out, att, q, keys, values, kv_dim, inv, math);
+        }
+        // SAFETY: `keys` and `values` hold rows t * kv_dim .. + 8 for every t < n (checked
+        // above), `att` has n floats and `q`/`out` 8; the kernels touch nothing else.
+        unsafe {
+            esp_llm_lx7_scores8(
+                att.as_mut_ptr(),
+                q.as_ptr(),
+                keys.as_ptr(),
+                n as u32,
+                kv_dim as u32,
+            );
+            esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, inv);
+        }
+        // Softmax as Math::softmax (portable expf), its final division in assembly.
+        let max_val = att.iter().fold(att[0], |m, &v| if v > m { v } else { m });
+        let mut sum = 0.0f32;
+        for v in att.iter_mut() {
+            *v = crate::math::expf(*v - max_val);
+            sum += *v;
+        }
+        // SAFETY: as above; the division runs in place over the n scores.
+        unsafe {
+            esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, sum);
+            esp_llm_lx7_values8(
+                out.as_mut_ptr(),
+                att.as_ptr(),
+                values.as_ptr(),
+                n as u32,
+                kv_dim as u32,
+            );
+        }
+    }
+
+    fn quantize(&self, q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {
+        if group == 0
+            || s.len() < q.len() / group
+            || q.len() > u32::MAX as usize
+            || x.len() > u32::MAX as usize
+        {
+            return crate::math::quantize(q, s, x, group);
+        }
+        // SAFETY: the kernel writes q.len() / group whole groups of `q` (room checked: q.len()
+        // bytes) and as many scales (s.len() >= q.len() / group), and reads x.len() floats.
+        unsafe {
+            esp_llm_lx7_quantize(
+                q.as_mut_ptr(),
+                s.as_mut_ptr(),
+                x.as_ptr(),
+                x.len() as u32,
+                q.len() as u32,
+                group as u32,
+            )
+        }
+    }
+
+    fn matmul_f32(&self, out: &mut [f32], w: &[f32], x: &[f32]) {
+        if !f32_shapes_ok(out, w, x) || out.len() > u32::MAX as usize || x.len() > u32::MAX as usize
+        {
+            return Scalar.matmul_f32(out, w, x);
+        }
+        // SAFETY: `w` holds at least out.len() rows of x.len() floats (checked above); the
+        // kernel reads exactly those and writes out.len() floats to `out`.
+        unsafe {
+            esp_llm_lx7_matmul_f32(
+                out.as_mut_ptr(),
+                w.as_ptr(),
+                x.as_ptr(),
+                out.len() as u32,
+                x.len() as u32,
+            )
+        }
+    }
+
+    fn matmul_q8(
+        &self,
+        out: &mut [f32],
+        wq: &[i8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        if !q8_shapes_ok(out, wq, ws, xq, xs, group)
+            || out.len() > u32::MAX as usize
+            || xq.len() > u32::MAX as usize
+        {
+            return Scalar.matmul_q8(out, wq, ws, xq, xs, group);
+        }
+        // The PIE path loads the inputs 16 bytes at a time from 16-byte boundaries. A run
+        // state's int8 buffer need not start on one: copy a misaligned input (one row's
+        // worth, a few dozen instructions) to an aligned buffer on the stack.
+        let mut aligned = core::mem::MaybeUninit::<AlignedRow>::uninit();
+        let xq = if (xq.as_ptr() as usize) % 16 != 0
+            && (wq.as_ptr() as usize) % 16 == 0
+            && xq.len() % 16 == 0
+            && xq.len() <= ALIGNED_ROW
+        {
+            let dst = aligned.as_mut_ptr() as *mut i8;
+            // SAFETY: `dst` has room for ALIGNED_ROW >= xq.len() bytes and does not overlap
+            // `xq`; the first xq.len() bytes are initialized by the copy before being read.
+            unsafe {
+                core::ptr::copy_nonoverlapping(xq.as_ptr(), dst, xq.len());
+                core::slice::from_raw_parts(dst, xq.len())
+            }
+        } else {
+            xq
+        };
+        // SAFETY: the lengths were checked by `q8_shapes_ok`: out.len() rows of `xq.len()`
+        // int8 weights and `xq.len() / group` scales each, one input scale per group; the
+        // kernel reads only those (16 bytes at a time only when 16-byte aligned and a multiple
+        // of 16 long) and writes out.len() floats.
+        unsafe {
+            esp_llm_lx7_matmul_q8(
+                out.as_mut_ptr(),
+                wq.as_ptr(),
+                ws.as_ptr(),
+                xq.as_ptr(),
+                xs.as_ptr(),
+                out.len() as u32,
+                xq.len() as u32,
+                group as u32,
+            )
+        }
+    }
+}

@@ -1,0 +1,117 @@
+/* Attention inner loops of the float numerics on the ESP32-S3's FPU, for heads of 8 values
+ * (stories260K's head_size): the query (or the output) stays in f8..f15 for the whole head.
+ *
+ *   void esp_llm_lx7_scores8(float *att, const float *q, const float *keys,
+ *                            uint32_t n, uint32_t kv_dim);
+ *     att[t] = q . keys[t*kv_dim .. +8] for t < n, summed left to right from +0.0 with a
+ *     separate mul.s and add.s per term: `score = 0.0; score += q[i] * k[i]` of the scalar
+ *     twin (kernels/scalar.rs `attend`), bit for bit. 27 instructions per position (8 MACs):
+ *     8 lsi, 8 mul.s, 8 add.s, const.s, ssip, add; no loop overhead (zero-overhead `loop`).
+ *
+ *   void esp_llm_lx7_values8(float *out, const float *att, const float *values,
+ *                            uint32_t n, uint32_t kv_dim);
+ *     out[i] = +0.0, then for t < n: out[i] += att[t] * values[t*kv_dim + i]: the scalar
+ *     twin's `out.fill(0.0); *o += a * vi`, each out[i] summed over t in the same order.
+ *     26 instructions per position: lsip, 8 lsi, 8 mul.s, 8 add.s, add.
+ *
+ * Windowed ABI: a2..a6 as listed. n may be 0. Clobbers f0..f15 (caller-saved).
+ */
+	.text
+	.align	4
+	.global	esp_llm_lx7_scores8
+	.type	esp_llm_lx7_scores8, @function
+esp_llm_lx7_scores8:
+	entry	a1, 32
+	lsi	f8, a3, 0
+	lsi	f9, a3, 4
+	lsi	f10, a3, 8
+	lsi	f11, a3, 12
+	lsi	f12, a3, 16
+	lsi	f13, a3, 20
+	lsi	f14, a3, 24
+	lsi	f15, a3, 28
+	slli	a6, a6, 2		/* row stride in bytes */
+	loopnez	a5, .Lsc_end
+	lsi	f1, a4, 0
+	lsi	f2, a4, 4
+	mul.s	f1, f8, f1
+	const.s	f0, 0
+	lsi	f3, a4, 8
+	add.s	f0, f0, f1
+	mul.s	f2, f9, f2
+	lsi	f4, a4, 12
+	add.s	f0, f0, f2
+	mul.s	f3, f10, f3
+	lsi	f5, a4, 16
+	add.s	f0, f0, f3
+	mul.s	f4, f11, f4
+	lsi	f6, a4, 20
+	add.s	f0, f0, f4
+	mul.s	f5, f12, f5
+	lsi	f7, a4, 24
+	add.s	f0, f0, f5
+	mul.s	f6, f13, f6
+	lsi	f1, a4, 28
+	add.s	f0, f0, f6
+	mul.s	f7, f14, f7
+	add	a4, a4, a6
+	add.s	f0, f0, f7
+	mul.s	f1, f15, f1
+	add.s	f0, f0, f1
+	ssip	f0, a2, 4
+.Lsc_end:
+	retw
+	.size	esp_llm_lx7_scores8, . - esp_llm_lx7_scores8
+
+	.align	4
+	.global	esp_llm_lx7_values8
+	.type	esp_llm_lx7_values8, @function
+esp_llm_lx7_values8:
+	entry	a1, 32
+	const.s	f8, 0
+	const.s	f9, 0
+	const.s	f10, 0
+	const.s	f11, 0
+	const.s	f12, 0
+	const.s	f13, 0
+	const.s	f14, 0
+	const.s	f15, 0
+	slli	a6, a6, 2
+	loopnez	a5, .Lva_end
+	lsip	f0, a3, 4		/* a = att[t] */
+	lsi	f1, a4, 0
+	lsi	f2, a4, 4
+	mul.s	f1, f0, f1
+	lsi	f3, a4, 8
+	add.s	f8, f8, f1
+	mul.s	f2, f0, f2
+	lsi	f4, a4, 12
+	add.s	f9, f9, f2
+	mul.s	f3, f0, f3
+	lsi	f5, a4, 16
+	add.s	f10, f10, f3
+	mul.s	f4, f0, f4
+	lsi	f6, a4, 20
+	add.s	f11, f11, f4
+	mul.s	f5, f0, f5
+	lsi	f7, a4, 24
+	add.s	f12, f12, f5
+	mul.s	f6, f0, f6
+	lsi	f1, a4, 28
+	add.s	f13, f13, f6
+	mul.s	f7, f0, f7
+	add	a4, a4, a6
+	add.s	f14, f14, f7
+	mul.s	f1, f0, f1
+	add.s	f15, f15, f1
+.Lva_end:
+	ssi	f8, a2, 0
+	ssi	f9, a2, 4
+	ssi	f10, a2, 8
+	ssi	f11, a2, 12
+	ssi	f12, a2, 16
+	ssi	f13, a2, 20
+	ssi	f14, a2, 24
+	ssi	f15, a2, 28
+	retw
+	.size	esp_llm_lx7_values8, . - esp_llm_lx7_values8
