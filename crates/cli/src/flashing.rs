@@ -18,16 +18,31 @@ use std::path::{Path, PathBuf};
 /// The repository's flash layouts (firmware/partitions-*.csv).
 const TABLE_4MB: &str = include_str!("../../../firmware/partitions-4mb.csv");
 const TABLE_16MB: &str = include_str!("../../../firmware/partitions-16mb.csv");
+const TABLE_32MB: &str = include_str!("../../../firmware/partitions-32mb.csv");
 
 /// Flash sizes with a bundled layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlashSizeArg {
     /// 4 MB (ESP32-C3/C6 DevKits): 3 MB model partition at 0x100000.
-    #[value(name = "4mb")]
     Mb4,
     /// 16 MB (ESP32-S3-LCD-2, N16R8 modules, ESP32-P4): 12 MB model partition at 0x400000.
-    #[value(name = "16mb")]
     Mb16,
+    /// 32 MB (N32R8 modules): 28 MB model partition at 0x400000.
+    Mb32,
+}
+
+/// `--flash-size` in the units every size takes (`4MB`, `16mb`, `32M`; a bare number is MB).
+pub fn parse_flash_size(s: &str) -> std::result::Result<FlashSizeArg, String> {
+    let bytes = crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))?;
+    match bytes >> 20 {
+        4 if bytes == 4 << 20 => Ok(FlashSizeArg::Mb4),
+        16 if bytes == 16 << 20 => Ok(FlashSizeArg::Mb16),
+        32 if bytes == 32 << 20 => Ok(FlashSizeArg::Mb32),
+        _ => Err(format!(
+            "{} of flash has no bundled layout: use 4MB, 16MB or 32MB, or pass --partition-table",
+            crate::units::human(bytes)
+        )),
+    }
 }
 
 impl FlashSizeArg {
@@ -35,12 +50,21 @@ impl FlashSizeArg {
         match self {
             FlashSizeArg::Mb4 => 4 << 20,
             FlashSizeArg::Mb16 => 16 << 20,
+            FlashSizeArg::Mb32 => 32 << 20,
         }
     }
     fn espflash(self) -> FlashSize {
         match self {
             FlashSizeArg::Mb4 => FlashSize::_4Mb,
             FlashSizeArg::Mb16 => FlashSize::_16Mb,
+            FlashSizeArg::Mb32 => FlashSize::_32Mb,
+        }
+    }
+    fn table(self) -> &'static str {
+        match self {
+            FlashSizeArg::Mb4 => TABLE_4MB,
+            FlashSizeArg::Mb16 => TABLE_16MB,
+            FlashSizeArg::Mb32 => TABLE_32MB,
         }
     }
     /// The reference board's flash for a chip.
@@ -58,6 +82,7 @@ pub fn bundled_model_partition(flash_bytes: usize) -> Option<usize> {
     let csv = match flash_bytes {
         b if b == 4 << 20 => TABLE_4MB,
         b if b == 16 << 20 => TABLE_16MB,
+        b if b == 32 << 20 => TABLE_32MB,
         _ => return None,
     };
     let table = PartitionTable::try_from_str(csv).ok()?;
@@ -70,8 +95,9 @@ pub struct Layout {
     /// Target chip: esp32s3, esp32p4, esp32c6 or esp32c3.
     #[arg(long)]
     pub chip: String,
-    /// Flash size (chooses the partition table). Default: 16mb for esp32s3/esp32p4, else 4mb.
-    #[arg(long, value_enum)]
+    /// Flash size: 4MB, 16MB or 32MB (chooses the partition table). Default: 16MB for
+    /// esp32s3/esp32p4, else 4MB.
+    #[arg(long, value_parser = parse_flash_size)]
     pub flash_size: Option<FlashSizeArg>,
     /// A partition table CSV to use instead (it must have a data partition labelled `model`).
     #[arg(long)]
@@ -102,7 +128,7 @@ pub fn resolve(l: &Layout) -> Result<Resolved> {
     let csv = match &l.partition_table {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read partition table {}", p.display()))?,
-        None => (if flash == FlashSizeArg::Mb16 { TABLE_16MB } else { TABLE_4MB }).to_string(),
+        None => flash.table().to_string(),
     };
     let table =
         PartitionTable::try_from_str(&csv).map_err(|e| anyhow!("bad partition table: {e}"))?;

@@ -10,6 +10,7 @@ macro_rules! outln {
 
 mod bench;
 mod board_chat;
+mod boards;
 mod download;
 mod eval;
 mod files;
@@ -24,6 +25,7 @@ mod quantize;
 mod run;
 mod synth;
 mod tokenize;
+mod units;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Pack a model and its tokenizer into one aligned, checksummed file for a board.
     Pack(pack::Args),
+    /// The table of models against boards: bundle sizes, flash layout, plan estimate per chip.
+    Boards(boards::Args),
     /// Plan a model's memory on a chip: SRAM, PSRAM or flash, context cap, speed estimate.
     Plan(plan::Args),
     /// Talk to a board's REPL: interactive, or --prompt TEXT [--json] for scripts.
@@ -80,6 +84,7 @@ fn main() {
         Command::Eval(a) => eval::main(a),
         Command::Pack(a) => pack::main(a),
         Command::Plan(a) => plan::main(a),
+        Command::Boards(a) => boards::main(a),
         Command::Chat(a) => board_chat::main(a),
         Command::Monitor(a) => monitor::main(a),
         Command::Flash(a) => flashing::flash(a),

@@ -1,6 +1,7 @@
 //! `esp-llm plan`: where a model's parts go on a chip, whether it fits, and how fast it may run.
 
 use crate::files;
+use crate::units::human;
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::plan::{self, Needs, Region};
 use esp_llm_engine::Checkpoint;
@@ -15,13 +16,14 @@ pub struct Args {
     /// Target chip: esp32s3, esp32p4, esp32c6 or esp32c3.
     #[arg(long)]
     pub chip: String,
-    /// PSRAM in MB. Default: the reference board's (S3: 8, P4: 32, C6/C3: none).
-    #[arg(long)]
+    /// PSRAM (8MB, 512K; a bare number is MB). Default: the reference board's (S3: 8MB,
+    /// P4: 32MB, C6/C3: none).
+    #[arg(long, value_parser = parse_mb)]
     pub psram: Option<usize>,
-    /// Flash in MB. Default: the reference board's (S3/P4: 16, C6/C3: 4). The model partition
-    /// is the one in firmware/partitions-4mb.csv (3 MB) or -16mb.csv (12 MB); for other sizes
-    /// all but the first 1 MB (bootloader, partition table, app).
-    #[arg(long)]
+    /// Flash (4MB, 16MB, 32MB; a bare number is MB). Default: the reference board's (S3/P4:
+    /// 16MB, C6/C3: 4MB). The model partition is the one in firmware/partitions-4mb.csv (3 MB),
+    /// -16mb.csv (12 MB) or -32mb.csv (28 MB); for other sizes all but the first 1 MB.
+    #[arg(long, value_parser = parse_mb)]
     pub flash: Option<usize>,
     /// Context length to plan for. Default: the model's.
     #[arg(long)]
@@ -29,6 +31,10 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_mb(s: &str) -> std::result::Result<usize, String> {
+    crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))
 }
 
 /// Bytes of flash before the model partition for flash sizes without a bundled layout.
@@ -43,28 +49,35 @@ pub fn main(a: Args) -> Result<()> {
     let blob = files::load(&path, "model")?;
     let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;
     let needs = Needs::of(&ck.config, &ck.weights)?;
-    let psram = a.psram.map_or(chip.psram, |mb| mb << 20);
-    let flash = a.flash.map_or(chip.flash, |mb| mb << 20);
+    let psram = a.psram.unwrap_or(chip.psram);
+    let flash = a.flash.unwrap_or(chip.flash);
     let partition = crate::flashing::bundled_model_partition(flash)
         .unwrap_or_else(|| flash.saturating_sub(FLASH_RESERVED));
     let seq_len = a.seq_len.unwrap_or(ck.config.seq_len).min(ck.config.seq_len);
     if blob.len() > partition {
         bail!(
-            "{} is {} bytes but the model partition holds {partition} bytes (with {} MB of flash); use a smaller or int8 model, or pass --flash",
+            "{} is {} ({} bytes) but the model partition holds {} (with {} of flash); {}",
             path.display(),
+            human(blob.len()),
             blob.len(),
-            flash >> 20
+            human(partition),
+            human(flash),
+            if matches!(ck.weights.token_embedding, esp_llm_engine::model::Matrix::Q8(_)) {
+                "use a smaller model or more flash (--flash)"
+            } else {
+                "pack it as int8 (`esp-llm pack --quant q8`, a quarter of the size), use a smaller model, or more flash (--flash)"
+            }
         );
     }
     let p = plan::plan(&needs, seq_len, chip, psram, partition, blob.len()).with_context(|| {
         format!(
-            "{} ({} bytes of weights, {} bytes per context position) cannot run on {} with {} MB PSRAM and {} MB flash",
+            "{} ({} of weights, {} per context position) cannot run on {} with {} of PSRAM and {} of flash",
             path.display(),
-            needs.weights,
-            needs.kv_per_position,
+            human(needs.weights),
+            human(needs.kv_per_position),
             chip.name,
-            psram >> 20,
-            flash >> 20
+            human(psram),
+            human(flash)
         )
     })?;
     let kv_precision = match p.numerics {
@@ -89,16 +102,16 @@ pub fn main(a: Args) -> Result<()> {
         outln!("{out}");
         return Ok(());
     }
-    let kb = |b: usize| format!("{:.1} KB", b as f64 / 1024.0);
-    outln!("model     {} ({}, {} bytes)", path.display(), ck.format, blob.len());
+    let kb = human;
+    outln!("model     {} ({}, {})", path.display(), ck.format, human(blob.len()));
     outln!(
-        "chip      {} ({} MHz, {} core(s), {} of SRAM for data, {} MB PSRAM, {} MB flash)",
+        "chip      {} ({} MHz, {} core(s), {} of SRAM for data, {} PSRAM, {} flash)",
         chip.name,
         chip.mhz,
         chip.cores,
         kb(chip.sram_for_data),
-        psram >> 20,
-        flash >> 20
+        human(psram),
+        human(flash)
     );
     outln!("{:<12} {:>12}  {}", "part", "size", "lives in");
     outln!("{:<12} {:>12}  {}", "weights", kb(needs.weights), describe(p.weights));
@@ -119,11 +132,11 @@ pub fn main(a: Args) -> Result<()> {
         }
     );
     outln!(
-        "used      SRAM {} of {}, PSRAM {} of {} MB",
+        "used      SRAM {} of {}, PSRAM {} of {}",
         kb(p.sram_used),
         kb(chip.sram_for_data),
         kb(p.psram_used),
-        psram >> 20
+        human(psram)
     );
     outln!(
         "per token {} MACs, {} from PSRAM, {} from flash",

@@ -97,7 +97,64 @@ fn plan_refuses_what_cannot_fit() {
         esp_llm().arg("plan").arg(&m).args(["--chip", "esp32c3", "--flash", "1"]).output().unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("model partition holds 0 bytes"), "{err}");
+    assert!(err.contains("model partition holds 0 B"), "{err}");
+    assert!(err.contains("pack it as int8"), "{err}");
+    // An int8 model is not told to become int8.
+    let q = shared("models").join("stories260K_q80.bin");
+    let o = esp_llm()
+        .arg("plan")
+        .arg(&q)
+        .args(["--chip", "esp32c3", "--flash", "256K"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("holds 0 B"), "{err}");
+    assert!(!err.contains("int8"), "{err}");
     let o = esp_llm().arg("plan").arg(&m).args(["--chip", "esp8266"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown chip"));
+}
+
+/// Flash and PSRAM sizes take the same units (`16MB`, `32M`, a bare number is MB), and 32 MB
+/// modules get their own layout (28 MB model partition).
+#[test]
+fn plan_takes_sizes_with_units_and_32mb_flash() {
+    let m = shared("models").join("stories260K.bin");
+    let json = |args: &[&str]| {
+        let o = esp_llm().arg("plan").arg(&m).args(args).arg("--json").output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    for (flash, partition) in [("4MB", 3 << 20), ("16", 12 << 20), ("32mb", 28 << 20)] {
+        let v = json(&["--chip", "esp32s3", "--flash", flash, "--psram", "2MB"]);
+        assert_eq!(
+            v["flash_bytes"].as_u64().unwrap() >> 20,
+            flash.trim_end_matches(char::is_alphabetic).parse::<u64>().unwrap()
+        );
+        assert_eq!(v["model_partition_bytes"], partition);
+        assert_eq!(v["psram_bytes"], 2 << 20);
+    }
+    let o = esp_llm()
+        .arg("plan")
+        .arg(&m)
+        .args(["--chip", "esp32s3", "--flash", "4TB"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown unit"));
+}
+
+/// The README's models x boards table is the output of `esp-llm boards` (checked for
+/// stories260K; the larger rows take a few seconds and a download of tokenizer.bin each).
+#[test]
+fn readme_models_table_is_generated() {
+    let o = esp_llm()
+        .args(["boards", "--models", "stories260K"])
+        .env("ESP_LLM_MODELS", shared("models"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for line in String::from_utf8(o.stdout).unwrap().lines() {
+        assert!(readme.contains(line), "README lacks `esp-llm boards` line:\n{line}");
+    }
 }

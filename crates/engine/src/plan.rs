@@ -58,9 +58,10 @@ pub struct Chip {
     pub psram_bw: f64,
     /// Sustained flash read bandwidth through the cache, bytes/s.
     pub flash_bw: f64,
-    /// Cycles per f32 multiply-add with the portable kernels.
+    /// Cycles per f32 multiply-add, the rest of the token included (measured instruction
+    /// counts where an emulator exists: bench/lx7 for the S3, bench/rv32 for the RISC-V chips).
     pub f32_cycles_per_mac: f64,
-    /// Cycles per int8 multiply-add with the portable kernels.
+    /// Cycles per int8 multiply-add, the rest of the token included.
     pub i8_cycles_per_mac: f64,
     /// Whether the cores have a floating-point unit. Without one the firmware runs int8 models
     /// with the fixed-point numerics ([`crate::fixed`]), whose KV cache holds `i16`.
@@ -81,8 +82,15 @@ pub const CHIPS: [Chip; 4] = [
         flash: 16 * MB,
         psram_bw: 60.0e6,
         flash_bw: 30.0e6,
-        f32_cycles_per_mac: 4.0,
-        i8_cycles_per_mac: 3.0,
+        // Calibrated from bench/lx7 (docs/performance.md, LX7 section): a whole stories260K
+        // token (matmuls, attention, norms, softmax) with the LX7 kernels is 1,273,701
+        // instructions for fp32 and 592,033 for the int8 bundle, over 259 k matmul and ~21 k
+        // attention multiply-adds: 4.55 and 2.11 instructions per MAC, times an assumed 1.4
+        // cycles per instruction (ESP-DSP's published S3 int8 dot product, 689 cycles for
+        // 4096 MACs, against the ~512 PIE instructions such a loop takes). Int8 is charged
+        // the token's rest beyond its attention: (592,033 * 1.4 - 21 k * 6.4) / 259 k.
+        f32_cycles_per_mac: 6.4,
+        i8_cycles_per_mac: 2.7,
         fpu: true,
     },
     Chip {
