@@ -3,7 +3,7 @@
 //! int8 models, the fixed-point ones (built with overflow checks: any unchecked overflow in
 //! the integer path is a crash here).
 #![no_main]
-use esp_llm_engine::{parallel::Serial, Checkpoint, Numerics, Sampler, Transformer};
+use esp_llm_engine::{Checkpoint, Numerics, Options, Sampler, Transformer};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,12 +14,9 @@ fuzz_target!(|data: &[u8]| {
         if c.dim * c.hidden_dim * c.n_layers > 1 << 20 || c.vocab_size > 1 << 12 {
             return;
         }
-        let kernels = esp_llm_engine::kernels::best();
-        let Ok(t) = Transformer::with_options(ck, Some(8), kernels, Box::new(Serial)) else {
-            return;
-        };
+        let options = Options { seq_len: Some(8), numerics, ..Options::default() };
         // fp32 models are refused by the fixed numerics (with an error, tested elsewhere).
-        let Ok(mut t) = t.with_numerics(numerics) else { continue };
+        let Ok(mut t) = Transformer::new(ck, options) else { continue };
         let Ok(mut s) = Sampler::new(c.vocab_size, 0.9, 0.9, 42) else { return };
         let mut token = 1u32 % c.vocab_size as u32;
         for pos in 0..4 {
