@@ -7,7 +7,7 @@
 //! f32 rows are summed left to right with separate `mul.s` and `add.s`. The PIE fast path needs
 //! the device bundle's layout (16-byte aligned rows padded to a multiple of 16, groups of 16 or
 //! more); other layouts (llama2.c's group-4 files) take the kernels' general path, still exact.
-//! The kernel checks in `bench/lx7` compare them with [`Scalar`](super::Scalar) on 1200 shapes in
+//! The kernel checks in `bench/lx7` compare them with [`Scalar`](super::Scalar) on 1400 shapes in
 //! the emulator; instruction counts are in docs/performance.md (LX7 section).
 //!
 //! Linking: `build.rs` assembles the `.S` files for Xtensa targets when this feature is on
