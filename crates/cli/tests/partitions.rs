@@ -10,6 +10,9 @@ fn the_cli_carries_the_firmware_partition_tables() {
         let name = format!("partitions-{size}.csv");
         let copy = std::fs::read(root.join("partitions").join(&name)).unwrap();
         let firmware = std::fs::read(root.join("../../firmware").join(&name)).unwrap();
-        assert!(copy == firmware, "crates/cli/partitions/{name} differs from firmware/{name}: copy it over");
+        assert!(
+            copy == firmware,
+            "crates/cli/partitions/{name} differs from firmware/{name}: copy it over"
+        );
     }
 }
