@@ -415,7 +415,7 @@ fn model_bytes(bytes: &[u8]) -> Outcome<&[u8]> {
 /// (the firmware's check of its `model` partition, `esp_llm_board::model::probe`).
 fn bundle_len(head: &[u8], available: usize) -> Outcome<usize> {
     let available = u64::try_from(available).unwrap_or(u64::MAX);
-    model::probe(head, available).map_err(|e| Failure::Probe(e))
+    model::probe(head, available).map_err(Failure::Probe)
 }
 
 /// Everything `esp_llm_open` decides before allocating: the parsed checkpoint, the tokenizer
