@@ -1,6 +1,6 @@
-//! `esp-llm monitor --port PORT`: the raw serial view (what the board prints, what you type).
+//! `esp-llm monitor [-p PORT]`: the raw serial view (what the board prints, what you type).
 
-use crate::link;
+use crate::port::{self, Link};
 use anyhow::Result;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -8,14 +8,19 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub link: link::PortArgs,
+    pub link: port::PortArgs,
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let mut link = a.link.open()?;
+    let (link, name) = a.link.open()?;
+    watch(link, &name)
+}
+
+/// Shows what `link` receives and sends what is typed, until the link closes or Ctrl-C.
+pub fn watch(mut link: Box<dyn Link>, name: &str) -> Result<()> {
     link.set_read_timeout(Duration::from_millis(100))?;
     let mut writer = link.try_clone_link()?;
-    eprintln!("monitoring {} (Ctrl-C quits; lines you type are sent)", a.link.port);
+    eprintln!("monitoring {name} (Ctrl-C quits; lines you type are sent)");
     std::thread::spawn(move || {
         let mut buf = [0u8; 256];
         let mut stdin = std::io::stdin();
@@ -30,7 +35,7 @@ pub fn main(a: Args) -> Result<()> {
     let mut buf = [0u8; 4096];
     loop {
         match link.read(&mut buf) {
-            Ok(0) => anyhow::bail!("{} closed the connection", a.link.port),
+            Ok(0) => anyhow::bail!("{name} closed the connection"),
             Ok(n) => {
                 out.write_all(&buf[..n])?;
                 out.flush()?;

@@ -1,91 +1,15 @@
-//! Talking to a board: a serial port or a TCP socket (an emulator's UART), and the client side
-//! of the firmware's REPL protocol.
+//! The client side of the firmware's REPL protocol, over any [`Link`] (a serial port or an
+//! emulator's TCP UART, opened by [`crate::port`]).
 //!
 //! The protocol is line based. The board prints `> ` when it waits for a line; a line starting
 //! with `/` is a command, any other line a prompt. A prompt's answer is the streamed story,
 //! a newline, then a summary line `N tokens in M ms (X tok/s)`, then `> ` again. The byte 0x03
 //! (Ctrl-C) stops a generation.
 
-use anyhow::{anyhow, bail, Context, Result};
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use crate::port::Link;
+use anyhow::{bail, Context, Result};
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
-
-/// Where a board is: the `--port` and `--baud` flags of `chat` and `monitor`.
-#[derive(clap::Args, Clone)]
-pub struct PortArgs {
-    /// Serial port of the board (/dev/ttyUSB0, /dev/ttyACM0, COM3) or tcp://HOST:PORT for an
-    /// emulator's UART.
-    #[arg(long)]
-    pub port: String,
-    /// Baud rate for serial ports (UART0 of the firmware runs at 115200).
-    #[arg(long, default_value_t = 115_200)]
-    pub baud: u32,
-}
-
-impl PortArgs {
-    /// Opens the port.
-    pub fn open(&self) -> Result<Box<dyn Link>> {
-        open(&self.port, self.baud)
-    }
-}
-
-/// A byte stream to a board.
-pub trait Link: Read + Write + Send {
-    /// How long a read may block before returning `TimedOut`/`WouldBlock`.
-    fn set_read_timeout(&mut self, t: Duration) -> Result<()>;
-    /// An independent handle to the same stream (for a writer thread).
-    fn try_clone_link(&self) -> Result<Box<dyn Link>>;
-}
-
-impl Link for TcpStream {
-    fn set_read_timeout(&mut self, t: Duration) -> Result<()> {
-        TcpStream::set_read_timeout(self, Some(t))?;
-        Ok(())
-    }
-    fn try_clone_link(&self) -> Result<Box<dyn Link>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-}
-
-impl Link for Box<dyn serialport::SerialPort> {
-    fn set_read_timeout(&mut self, t: Duration) -> Result<()> {
-        self.set_timeout(t)?;
-        Ok(())
-    }
-    fn try_clone_link(&self) -> Result<Box<dyn Link>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-}
-
-/// Opens `port`: `tcp://HOST:PORT` or a serial device at `baud`. Errors say what to do.
-pub fn open(port: &str, baud: u32) -> Result<Box<dyn Link>> {
-    if let Some(addr) = port.strip_prefix("tcp://") {
-        let s = TcpStream::connect(addr).map_err(|e| {
-            anyhow!("cannot connect to {addr}: {e} (is the emulator running with -serial tcp:{addr},server=on?)")
-        })?;
-        s.set_nodelay(true).ok();
-        return Ok(Box::new(s));
-    }
-    match serialport::new(port, baud).timeout(Duration::from_millis(100)).open() {
-        Ok(p) => Ok(Box::new(p)),
-        Err(e) => Err(anyhow!("{}", serial_error_hint(port, &e))),
-    }
-}
-
-/// A message for a serial port that would not open, with what to try.
-pub fn serial_error_hint(port: &str, e: &serialport::Error) -> String {
-    use serialport::ErrorKind as K;
-    let hint = match e.kind() {
-        K::NoDevice => "no such device: is the board plugged in? Boards show up as /dev/ttyUSB* or /dev/ttyACM* (COMn on Windows)".to_string(),
-        K::Io(ErrorKind::NotFound) => "no such port: is the board plugged in? Boards show up as /dev/ttyUSB* or /dev/ttyACM* (COMn on Windows)".to_string(),
-        K::Io(ErrorKind::PermissionDenied) => "permission denied: add yourself to the 'dialout' group (sudo usermod -aG dialout $USER, then log in again)".to_string(),
-        _ if e.description.contains("ermission") => "permission denied: add yourself to the 'dialout' group (sudo usermod -aG dialout $USER, then log in again)".to_string(),
-        _ if e.description.contains("busy") || e.description.contains("Busy") => "the port is busy: close other serial monitors (espflash monitor, screen, minicom)".to_string(),
-        _ => e.description.clone(),
-    };
-    format!("cannot open serial port {port}: {hint}")
-}
 
 /// A summary line: `N tokens in M ms (X tok/s)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
