@@ -5,6 +5,7 @@
 
 use crate::device::{self, After};
 use crate::files;
+use crate::layout::{parse_flash_size, FlashSizeArg};
 use crate::pack::QuantArg;
 use crate::port;
 use crate::units::human;
@@ -14,86 +15,12 @@ use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::model::Matrix;
 use esp_llm_engine::plan::{self, Needs};
 use esp_llm_engine::{Checkpoint, Tokenizer};
-use espflash::flasher::{FlashData, FlashSettings, FlashSize};
+use espflash::flasher::{FlashData, FlashSettings};
 use espflash::image_format::idf::IdfBootloaderFormat;
 use espflash::image_format::Metadata;
 use espflash::target::{Chip, ProgressCallbacks};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
-
-/// The repository's flash layouts (firmware/partitions-*.csv).
-const TABLE_4MB: &str = include_str!("../../../firmware/partitions-4mb.csv");
-const TABLE_16MB: &str = include_str!("../../../firmware/partitions-16mb.csv");
-const TABLE_32MB: &str = include_str!("../../../firmware/partitions-32mb.csv");
-
-/// Flash sizes with a bundled layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlashSizeArg {
-    /// 4 MB (ESP32-C3/C6 DevKits): 3 MB model partition at 0x100000.
-    Mb4,
-    /// 16 MB (ESP32-S3-LCD-2, N16R8 modules, ESP32-P4): 12 MB model partition at 0x400000.
-    Mb16,
-    /// 32 MB (N32R8 modules): 28 MB model partition at 0x400000.
-    Mb32,
-}
-
-/// `--flash-size` in the units every size takes (`4MB`, `16mb`, `32M`; a bare number is MB).
-pub fn parse_flash_size(s: &str) -> std::result::Result<FlashSizeArg, String> {
-    let bytes = crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))?;
-    match bytes >> 20 {
-        4 if bytes == 4 << 20 => Ok(FlashSizeArg::Mb4),
-        16 if bytes == 16 << 20 => Ok(FlashSizeArg::Mb16),
-        32 if bytes == 32 << 20 => Ok(FlashSizeArg::Mb32),
-        _ => Err(format!(
-            "{} of flash has no bundled layout: use 4MB, 16MB or 32MB, or pass --partition-table",
-            crate::units::human(bytes)
-        )),
-    }
-}
-
-impl FlashSizeArg {
-    pub fn bytes(self) -> usize {
-        match self {
-            FlashSizeArg::Mb4 => 4 << 20,
-            FlashSizeArg::Mb16 => 16 << 20,
-            FlashSizeArg::Mb32 => 32 << 20,
-        }
-    }
-    fn espflash(self) -> FlashSize {
-        match self {
-            FlashSizeArg::Mb4 => FlashSize::_4Mb,
-            FlashSizeArg::Mb16 => FlashSize::_16Mb,
-            FlashSizeArg::Mb32 => FlashSize::_32Mb,
-        }
-    }
-    fn table(self) -> &'static str {
-        match self {
-            FlashSizeArg::Mb4 => TABLE_4MB,
-            FlashSizeArg::Mb16 => TABLE_16MB,
-            FlashSizeArg::Mb32 => TABLE_32MB,
-        }
-    }
-    /// The reference board's flash for a chip.
-    pub fn default_for(chip: &str) -> Self {
-        if matches!(chip, "esp32s3" | "esp32p4") {
-            FlashSizeArg::Mb16
-        } else {
-            FlashSizeArg::Mb4
-        }
-    }
-}
-
-/// Size of the `model` partition in the bundled layout for this much flash, if there is one.
-pub fn bundled_model_partition(flash_bytes: usize) -> Option<usize> {
-    let csv = match flash_bytes {
-        b if b == 4 << 20 => TABLE_4MB,
-        b if b == 16 << 20 => TABLE_16MB,
-        b if b == 32 << 20 => TABLE_32MB,
-        _ => return None,
-    };
-    let table = PartitionTable::try_from_str(csv).ok()?;
-    table.find("model").map(|p| p.size() as usize)
-}
 
 /// Options shared by `image` and `flash`.
 #[derive(clap::Args, Clone)]
@@ -513,7 +440,7 @@ pub fn flash(a: FlashArgs) -> Result<()> {
         let on_board = flasher
             .checksum_md5(r.model_offset, model.len() as u32)
             .map_err(|e| device::explain(e, &port.name, chip))?;
-        let ours = u128::from_be_bytes(md5_digest(model));
+        let ours = u128::from_be_bytes(esp_llm_board::partition::md5_digest(model));
         if on_board != ours {
             bail!("read-back check failed: the model partition's MD5 is {on_board:032x}, expected {ours:032x}; flash again");
         }
@@ -529,14 +456,9 @@ pub fn flash(a: FlashArgs) -> Result<()> {
         let mut serial = flasher.into_connection().into_serial();
         serialport::SerialPort::set_baud_rate(&mut serial, 115_200)?;
         let serial: Box<dyn serialport::SerialPort> = Box::new(serial);
-        return crate::monitor::watch(Box::new(serial), &port.name);
+        return port::watch(Box::new(serial), &port.name);
     }
     Ok(())
-}
-
-fn md5_digest(data: &[u8]) -> [u8; 16] {
-    use md5::Digest;
-    md5::Md5::digest(data).into()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod eval;
 mod files;
 mod flashing;
 mod inspect;
+mod layout;
 mod monitor;
 mod pack;
 mod plan;
@@ -25,7 +26,9 @@ mod preview;
 mod quantize;
 mod repl_client;
 mod run;
+mod setup;
 mod synth;
+mod synthetic;
 mod tokenize;
 mod units;
 

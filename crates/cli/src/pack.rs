@@ -1,7 +1,6 @@
 //! `esp-llm pack`: one file to flash, holding config, tokenizer and aligned tensors with a CRC.
 
-use crate::quantize::tensor_progress;
-use crate::run;
+use crate::setup::{self, tensor_progress};
 use anyhow::{Context, Result};
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::model::Matrix;
@@ -57,7 +56,7 @@ pub fn pack(
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let loaded = run::load(a.model.as_deref(), a.tokenizer.as_deref())?;
+    let loaded = setup::load(a.model.as_deref(), a.tokenizer.as_deref())?;
     let ck = Checkpoint::parse(&loaded.model)?;
     let tok_bytes = loaded.tokenizer_bytes();
     // Fail now rather than on the board if the tokenizer does not fit the model.

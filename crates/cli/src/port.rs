@@ -1,5 +1,6 @@
-//! Which serial port a board is on, and opening it: `-p/--port` (or `ESPFLASH_PORT`) as in
-//! espflash, else espflash's auto-detection over serialport's list of USB ports.
+//! Which serial port a board is on, opening it, and the raw view of it (`monitor`,
+//! `flash --monitor`): `-p/--port` (or `ESPFLASH_PORT`) as in espflash, else espflash's
+//! auto-detection over serialport's list of USB ports.
 //!
 //! Detection follows espflash's `serial_port_info`: only USB serial ports count; a port whose
 //! vid:pid is one of the adapters found on development boards (CP210x, CH340, the ESP32-S3's
@@ -242,6 +243,40 @@ pub fn open(port: &str, baud: u32) -> Result<Box<dyn Link>> {
     match serialport::new(port, baud).timeout(Duration::from_millis(100)).open() {
         Ok(p) => Ok(Box::new(p)),
         Err(e) => Err(anyhow!("{}", serial_error_hint(port, &e))),
+    }
+}
+
+/// Shows what `link` receives and sends what is typed, until the link closes or Ctrl-C.
+pub fn watch(mut link: Box<dyn Link>, name: &str) -> Result<()> {
+    link.set_read_timeout(Duration::from_millis(100))?;
+    let mut writer = link.try_clone_link()?;
+    eprintln!("monitoring {name} (Ctrl-C quits; lines you type are sent)");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            let _ = writer.flush();
+        }
+    });
+    let mut out = std::io::stdout();
+    let mut buf = [0u8; 4096];
+    loop {
+        match link.read(&mut buf) {
+            Ok(0) => anyhow::bail!("{name} closed the connection"),
+            Ok(n) => {
+                out.write_all(&buf[..n])?;
+                out.flush()?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -4,34 +4,14 @@
 //! The protocol is line based. The board prints `> ` when it waits for a line; a line starting
 //! with `/` is a command, any other line a prompt. A prompt's answer is the streamed story,
 //! a newline, then a summary line `N tokens in M ms (X tok/s)`, then `> ` again. The byte 0x03
-//! (Ctrl-C) stops a generation.
+//! (Ctrl-C) stops a generation. The summary line, prompt and Ctrl-C marker are the firmware's
+//! own ([`esp_llm_board::summary`]): one implementation prints and parses them.
 
 use crate::port::Link;
 use anyhow::{bail, Context, Result};
+use esp_llm_board::summary::{Reported, CTRL_C, INTERRUPTED, PROMPT};
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
-
-/// A summary line: `N tokens in M ms (X tok/s)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
-    pub tokens: u64,
-    pub ms: u64,
-    pub tok_per_s: Option<f64>,
-}
-
-/// Parses a summary line (without its newline).
-pub fn parse_summary(line: &str) -> Option<Summary> {
-    let line = line.trim_end_matches('\r');
-    let (tokens, rest) = line.split_once(' ')?;
-    let rest = rest.strip_prefix("tokens in ").or_else(|| rest.strip_prefix("token in "))?;
-    let (ms, rest) = rest.split_once(" ms (")?;
-    let rate = rest.strip_suffix(" tok/s)")?;
-    Some(Summary {
-        tokens: tokens.parse().ok()?,
-        ms: ms.parse().ok()?,
-        tok_per_s: if rate == "-" { None } else { Some(rate.parse().ok()?) },
-    })
-}
 
 /// The client side of the REPL over a link.
 pub struct Repl {
@@ -49,12 +29,10 @@ pub struct Answer {
     /// The story as the board printed it (without the newline before the summary).
     pub text: Vec<u8>,
     /// The summary line, if one came.
-    pub summary: Option<Summary>,
+    pub summary: Option<Reported>,
     /// Whether the board reported an interruption (`^C`).
     pub interrupted: bool,
 }
-
-const PROMPT: &[u8] = b"> ";
 
 impl Repl {
     pub fn new(mut link: Box<dyn Link>, timeout: Duration) -> Result<Self> {
@@ -103,7 +81,7 @@ impl Repl {
             }
             if let Some(flag) = &self.interrupt {
                 if flag.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    self.link.write_all(&[0x03]).context("writing to the board")?;
+                    self.link.write_all(&[CTRL_C]).context("writing to the board")?;
                     self.link.flush().ok();
                 }
             }
@@ -156,7 +134,7 @@ impl Repl {
 
 fn find_prompt(buf: &[u8]) -> Option<usize> {
     // The prompt is `> ` at the start of a line and at the end of what the board has sent.
-    if buf.ends_with(PROMPT) {
+    if buf.ends_with(PROMPT.as_bytes()) {
         let at = buf.len() - PROMPT.len();
         if at == 0 || buf[at - 1] == b'\n' {
             return Some(at);
@@ -185,12 +163,13 @@ pub fn split_answer(out: &[u8]) -> Answer {
         Some(i) => (&body[..i], &body[i + 1..]),
         None => (&body[..0], body),
     };
-    match parse_summary(&String::from_utf8_lossy(last)) {
+    match Reported::parse(&String::from_utf8_lossy(last)) {
         Some(summary) => {
             let mut text = before.to_vec();
-            let interrupted = text.ends_with(b"\n^C");
+            let marker = [b"\n", INTERRUPTED.as_bytes()].concat();
+            let interrupted = text.ends_with(&marker);
             if interrupted {
-                text.truncate(text.len() - 3);
+                text.truncate(text.len() - marker.len());
             }
             Answer { text, summary: Some(summary), interrupted }
         }
@@ -201,16 +180,6 @@ pub fn split_answer(out: &[u8]) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summary_lines() {
-        assert_eq!(
-            parse_summary("256 tokens in 3200 ms (80.00 tok/s)"),
-            Some(Summary { tokens: 256, ms: 3200, tok_per_s: Some(80.0) })
-        );
-        assert_eq!(parse_summary("1 token in 0 ms (- tok/s)").unwrap().tok_per_s, None);
-        assert_eq!(parse_summary("Once upon a time"), None);
-    }
 
     #[test]
     fn answers_split_into_text_and_summary() {
