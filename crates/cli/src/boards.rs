@@ -11,9 +11,10 @@ use crate::files;
 use crate::layout::{bundled_model_partition, FLASH_SIZES};
 use crate::synthetic;
 use anyhow::{Context, Result};
+use esp_llm_board::plan::{self, Region};
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
-use esp_llm_engine::plan::{self, Needs, Region};
 use esp_llm_engine::Checkpoint;
+use esp_llm_engine::Needs;
 use std::path::Path;
 
 #[derive(clap::Args)]
