@@ -5,10 +5,11 @@
 use esp_idf_part::PartitionTable;
 use espflash::flasher::FlashSize;
 
-/// The repository's flash layouts (firmware/partitions-*.csv).
-const TABLE_4MB: &str = include_str!("../../../firmware/partitions-4mb.csv");
-const TABLE_16MB: &str = include_str!("../../../firmware/partitions-16mb.csv");
-const TABLE_32MB: &str = include_str!("../../../firmware/partitions-32mb.csv");
+/// The repository's flash layouts: copies of firmware/partitions-*.csv inside this crate, so
+/// that it packages on its own (tests/partitions.rs keeps them equal).
+const TABLE_4MB: &str = include_str!("../partitions/partitions-4mb.csv");
+const TABLE_16MB: &str = include_str!("../partitions/partitions-16mb.csv");
+const TABLE_32MB: &str = include_str!("../partitions/partitions-32mb.csv");
 
 /// Flash sizes with a bundled layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
