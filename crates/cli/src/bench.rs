@@ -29,6 +29,9 @@ pub struct Args {
     /// float (llama2.c's arithmetic) or fixed (the integer path of FPU-less chips; int8 only).
     #[arg(long, value_enum, default_value_t = crate::run::NumericsArg::Float)]
     pub numerics: crate::run::NumericsArg,
+    /// f32 matrix layout: auto, row-major (read in place) or interleaved (repacked at load).
+    #[arg(long, value_enum, default_value_t = crate::run::LayoutArg::Auto)]
+    pub layout: crate::run::LayoutArg,
     /// Prompt tokens for the prompt-processing test (0 skips it).
     #[arg(long, default_value_t = 128)]
     pub prompt: usize,
@@ -73,9 +76,11 @@ pub fn main(a: Args) -> Result<()> {
     let format = ck.format;
     let c = ck.config;
     let numerics = a.numerics.into();
-    crate::run::check_memory(&ck, None, numerics)?;
     let kernels = pick_kernels(a.kernels.as_deref())?;
-    let mut t = transformer(ck, a.threads, kernels, numerics, esp_llm_engine::Math::default())?;
+    let layout = a.layout.into();
+    crate::run::check_memory(&ck, None, numerics, kernels, layout)?;
+    let math = esp_llm_engine::Math::default();
+    let mut t = transformer(ck, a.threads, kernels, numerics, math, layout)?;
     if a.prompt > c.seq_len || a.gen > c.seq_len {
         bail!("--prompt and --gen must be at most the model's context ({})", c.seq_len);
     }
@@ -117,6 +122,7 @@ pub fn main(a: Args) -> Result<()> {
             "model": path.display().to_string(),
             "format": format.to_string(),
             "kernels": t.kernels().name(),
+            "layout": t.layout().name(),
             "numerics": t.numerics().name(),
             "threads": t.worker_count(),
             "prefill_batch": t.prefill_batch(),
@@ -131,9 +137,10 @@ pub fn main(a: Args) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "{} ({format}), kernels {}, numerics {}, {} thread(s), prefill batch {}, median of {} runs",
+            "{} ({format}), kernels {}, layout {}, numerics {}, {} thread(s), prefill batch {}, median of {} runs",
             path.display(),
             t.kernels().name(),
+            t.layout().name(),
             t.numerics().name(),
             t.worker_count(),
             t.prefill_batch(),

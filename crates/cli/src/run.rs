@@ -6,11 +6,10 @@ use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::state::StateSize;
 use esp_llm_engine::transformer::DEFAULT_PREFILL;
 use esp_llm_engine::{
-    Checkpoint, Event, Footprint, Generator, Math, Numerics, Options, Sampler, Stop, Tokenizer,
-    Transformer,
+    Checkpoint, Event, Footprint, Generator, Layout, Math, Numerics, Options, Sampler, Stop,
+    Tokenizer, Transformer,
 };
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +31,29 @@ impl From<NumericsArg> for Numerics {
         match n {
             NumericsArg::Float => Numerics::Float,
             NumericsArg::Fixed => Numerics::Fixed,
+        }
+    }
+}
+
+/// How the f32 matrices are laid out (`--layout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// Interleaved where the kernels run it faster (avx2, avx512), else row-major.
+    #[default]
+    Auto,
+    /// The checkpoint's rows, read in place from the memory map (zero-copy).
+    RowMajor,
+    /// Copied at load into blocks of 16 rows stored column by column (one more copy of the
+    /// f32 matrices in memory); any kernels run it, the scalar ones slowly.
+    Interleaved,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::Auto => Layout::Auto,
+            LayoutArg::RowMajor => Layout::RowMajor,
+            LayoutArg::Interleaved => Layout::Interleaved,
         }
     }
 }
@@ -124,6 +146,10 @@ pub struct Args {
     /// portable: the implementation the boards run, to see a board's tokens.
     #[arg(long, value_enum, default_value_t = MathArg::System)]
     pub math: MathArg,
+    /// f32 matrix layout: auto, row-major (read in place) or interleaved (repacked at load for
+    /// the SIMD kernels; `-v` says which runs and what it costs).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    pub layout: LayoutArg,
 }
 
 /// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
@@ -146,6 +172,7 @@ pub fn transformer<'a>(
     kernels: &'static dyn Kernels,
     numerics: Numerics,
     math: Math,
+    layout: Layout,
 ) -> Result<Transformer<'a>> {
     let n = match threads {
         Some(0) => bail!("--threads must be at least 1"),
@@ -154,7 +181,7 @@ pub fn transformer<'a>(
     };
     let workers = Box::new(Pool::new(n).context("starting worker threads")?);
     let prefill = DEFAULT_PREFILL;
-    let options = Options { kernels, workers, numerics, prefill, math, ..Options::default() };
+    let options = Options { kernels, workers, numerics, prefill, math, layout, seq_len: None };
     Ok(Transformer::new(ck, options)?)
 }
 
@@ -164,18 +191,23 @@ pub fn check_memory(
     ck: &Checkpoint<'_>,
     max: Option<u64>,
     numerics: Numerics,
-) -> Result<StateSize> {
+    kernels: &dyn Kernels,
+    layout: Layout,
+) -> Result<Footprint> {
     let c = &ck.config;
-    let fp = Footprint::of(c, &ck.weights, c.seq_len, DEFAULT_PREFILL, numerics)?;
+    let layout = layout.resolve(kernels, &ck.weights);
+    let fp = Footprint::of(c, &ck.weights, c.seq_len, DEFAULT_PREFILL, numerics)?
+        .with_layout(&ck.weights, layout);
     let state = fp.state;
-    let need = (fp.weights + fp.derived + state.total()) as u64;
+    let need = (fp.weights + fp.derived + fp.repacked + state.total()) as u64;
     let parts = format!(
-        "{} of weights, {} of KV cache for {} positions, {} of activations, {} derived at load",
-        fp.weights, state.kv_cache, c.seq_len, state.activations, fp.derived
+        "{} of weights, {} of KV cache for {} positions, {} of activations, {} derived at load, {} of weights repacked ({} layout)",
+        fp.weights, state.kv_cache, c.seq_len, state.activations, fp.derived, fp.repacked, layout.name()
     );
     if let Some(max) = max {
         if need > max {
-            bail!("this run needs {need} bytes ({parts}), more than --max-memory {max}; try an int8 model");
+            let hint = if fp.repacked > 0 { " or --layout row-major" } else { "" };
+            bail!("this run needs {need} bytes ({parts}), more than --max-memory {max}; try an int8 model{hint}");
         }
     }
     if let Some(avail) = mem_available() {
@@ -183,7 +215,7 @@ pub fn check_memory(
             bail!("this run needs {need} bytes ({parts}), more than the {avail} bytes of memory available");
         }
     }
-    Ok(state)
+    Ok(fp)
 }
 
 /// `MemAvailable` from /proc/meminfo (Linux), in bytes.
@@ -328,14 +360,14 @@ pub fn main(a: Args) -> Result<()> {
     let weights_copied = ck.weights.copied_bytes();
     let wb = ck.weights.byte_breakdown();
     let numerics = Numerics::from(a.numerics);
-    let state = check_memory(&ck, a.max_memory, numerics)?;
     let kernels = pick_kernels(a.kernels.as_deref())?;
-    let mut t = transformer(ck, a.threads, kernels, numerics, a.math.into())?;
+    let state = check_memory(&ck, a.max_memory, numerics, kernels, a.layout.into())?.state;
+    let mut t = transformer(ck, a.threads, kernels, numerics, a.math.into(), a.layout.into())?;
     // The sampler's softmax uses the transformer's math (the portable one for fixed point).
     sampler.math = t.math();
     if a.verbose {
         eprintln!(
-            "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
+            "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, f32 layout {}, memory: weights {} B mapped + {} B copied + {} B repacked (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
             loaded.model_path.display(),
             loaded.tokenizer_name(),
             t.numerics().name(),
@@ -344,8 +376,10 @@ pub fn main(a: Args) -> Result<()> {
             kernels::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
             t.worker_count(),
             t.prefill_batch(),
+            t.layout().name(),
             loaded.model.len(),
             weights_copied,
+            t.footprint().repacked,
             wb.f32,
             wb.int8,
             wb.scales,
