@@ -68,7 +68,8 @@ const SLOTS: usize = 7;
 /// The f32 matrices the forward pass multiplies by, in the order of the index: per layer wq,
 /// wk, wv, wo, w1, w2, w3, then the classifier. Each is `Some((values, cols))` when f32.
 fn slots<'w>(weights: &'w Weights<'_>) -> impl Iterator<Item = Option<(&'w [f32], usize)>> {
-    let layers = weights.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3]);
+    let layers =
+        weights.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3]);
     layers.chain(core::iter::once(weights.classifier())).map(|m| match m {
         Matrix::F32 { w, cols, .. } => Some((&w[..], *cols)),
         _ => None,

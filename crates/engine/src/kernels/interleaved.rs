@@ -96,7 +96,11 @@ mod tests {
             pack(&mut dst, &src, n);
             for r in 0..rows {
                 for j in 0..n {
-                    assert_eq!(dst[index(r, j, rows, n)], src[r * n + j], "({r}, {j}) of {rows}x{n}");
+                    assert_eq!(
+                        dst[index(r, j, rows, n)],
+                        src[r * n + j],
+                        "({r}, {j}) of {rows}x{n}"
+                    );
                 }
             }
             let mut sorted = dst.clone();
