@@ -6,8 +6,9 @@ use crate::files;
 use crate::quantize::tensor_progress;
 use anyhow::{anyhow, bail, Context, Result};
 use esp_idf_part::PartitionTable;
+use esp_llm_board::plan;
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
-use esp_llm_engine::plan::{self, Needs};
+use esp_llm_engine::Needs;
 use esp_llm_engine::{Checkpoint, Tokenizer};
 use espflash::flasher::{FlashData, FlashSettings, FlashSize, Flasher};
 use espflash::image_format::idf::IdfBootloaderFormat;
@@ -15,10 +16,11 @@ use espflash::target::{Chip, ProgressCallbacks};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
-/// The repository's flash layouts (firmware/partitions-*.csv).
-const TABLE_4MB: &str = include_str!("../../../firmware/partitions-4mb.csv");
-const TABLE_16MB: &str = include_str!("../../../firmware/partitions-16mb.csv");
-const TABLE_32MB: &str = include_str!("../../../firmware/partitions-32mb.csv");
+/// The repository's flash layouts: copies of firmware/partitions-*.csv inside this crate, so
+/// that it packages on its own (tests/partitions.rs keeps them equal).
+const TABLE_4MB: &str = include_str!("../partitions/partitions-4mb.csv");
+const TABLE_16MB: &str = include_str!("../partitions/partitions-16mb.csv");
+const TABLE_32MB: &str = include_str!("../partitions/partitions-32mb.csv");
 
 /// Flash sizes with a bundled layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ pub struct Args {
     /// stories260K, stories15M, stories42M, stories110M (looked for in $ESP_LLM_MODELS, ./models,
     /// ../shared/models, then the Hugging Face cache, downloaded once). Default: stories260K.
     pub model: Option<PathBuf>,
-    /// Tokenizer to include. Default: beside the model (tok<vocab>.bin or tokenizer.bin).
+    /// Tokenizer to include. Default: beside the model (`tok<vocab>.bin` or `tokenizer.bin`).
     #[arg(short = 'z', long)]
     pub tokenizer: Option<PathBuf>,
     /// Weight storage. Default: q8 for int8 sources, f32 otherwise.

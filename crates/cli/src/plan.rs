@@ -3,8 +3,9 @@
 use crate::files;
 use crate::units::human;
 use anyhow::{bail, Context, Result};
-use esp_llm_engine::plan::{self, Needs, Region};
+use esp_llm_board::plan::{self, Region};
 use esp_llm_engine::Checkpoint;
+use esp_llm_engine::Needs;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

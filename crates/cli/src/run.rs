@@ -108,7 +108,7 @@ pub struct Args {
     /// Prompt text.
     #[arg(short = 'i', long = "prompt")]
     pub prompt: Option<String>,
-    /// Tokenizer file. Default: tok<vocab>.bin beside the model, or tokenizer.bin for vocab 32000.
+    /// Tokenizer file. Default: `tok<vocab>.bin` beside the model, or `tokenizer.bin` for vocab 32000.
     #[arg(short = 'z', long)]
     pub tokenizer: Option<PathBuf>,
     /// generate or chat.
