@@ -1,7 +1,6 @@
 //! `esp-llm pack`: one file to flash, holding config, tokenizer and aligned tensors with a CRC.
 
-use crate::quantize::tensor_progress;
-use crate::run;
+use crate::setup::{self, tensor_progress};
 use anyhow::{Context, Result};
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::model::Matrix;
@@ -38,8 +37,26 @@ pub struct Args {
     pub output: PathBuf,
 }
 
+/// Packs a parsed checkpoint and its tokenizer into a bundle, with a progress bar for big
+/// models (`source_len`: the checkpoint's size in bytes). `pack` and `flash --model` both use it.
+pub fn pack(
+    ck: &Checkpoint<'_>,
+    tokenizer: &[u8],
+    quant: Quant,
+    source_len: usize,
+) -> Result<(Vec<u8>, Vec<bundle::PackedTensor>)> {
+    let n = ck.weights.layers.len() * 9 + 3;
+    let pb = tensor_progress(n, source_len);
+    let packed = bundle::pack(ck, tokenizer, quant, &mut |name| {
+        pb.set_message(name);
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    Ok(packed)
+}
+
 pub fn main(a: Args) -> Result<()> {
-    let loaded = run::load(a.model.as_deref(), a.tokenizer.as_deref())?;
+    let loaded = setup::load(a.model.as_deref(), a.tokenizer.as_deref())?;
     let ck = Checkpoint::parse(&loaded.model)?;
     let tok_bytes = loaded.tokenizer_bytes();
     // Fail now rather than on the board if the tokenizer does not fit the model.
@@ -52,13 +69,7 @@ pub fn main(a: Args) -> Result<()> {
         (None, false) if a.group_size.is_some() => Quant::Q8(a.group_size),
         (None, false) => Quant::F32,
     };
-    let n = ck.weights.layers.len() * 9 + 3;
-    let pb = tensor_progress(n, loaded.model.len());
-    let (bytes, packed) = bundle::pack(&ck, tok_bytes, quant, &mut |name| {
-        pb.set_message(name);
-        pb.inc(1);
-    })?;
-    pb.finish_and_clear();
+    let (bytes, packed) = pack(&ck, tok_bytes, quant, loaded.model.len())?;
     std::fs::write(&a.output, &bytes)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     let int8: usize =

@@ -11,7 +11,7 @@ use crate::repack::{Layout, Repacked};
 use crate::state::{RunState, StateSize};
 use crate::transformer::Numerics;
 
-/// Every byte a [`Transformer`] allocates, and the weights it reads, from the config, the
+/// Every byte a [`Transformer`](crate::Transformer) allocates, and the weights it reads, from the config, the
 /// weights' layout and the options alone: what a planner needs to know before building one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footprint {
@@ -65,7 +65,7 @@ impl Footprint {
         Footprint { repacked, ..self }
     }
 
-    /// Bytes allocated by [`Transformer::new`].
+    /// Bytes allocated by [`Transformer::new`](crate::Transformer::new).
     pub fn allocated(&self) -> usize {
         self.state.total() + self.derived + self.repacked
     }
