@@ -188,13 +188,11 @@ pub fn model_bundle(path: &Path, tokenizer: Option<&Path>, r: &Resolved) -> Resu
     Ok(bytes)
 }
 
-/// Packing a checkpoint for a board keeps its precision: int8 stays int8 (its groups kept),
-/// f32 stays f32 (`esp-llm pack --quant q8` makes an int8 bundle from an f32 model).
-fn keep_quant(ck: &Checkpoint<'_>) -> Quant {
-    match ck.weights.token_embedding {
-        esp_llm_engine::model::Matrix::Q8(_) => Quant::Q8(None),
-        _ => Quant::F32,
-    }
+/// Packing a checkpoint for a board keeps its precision: every int8 or int4 tensor keeps its
+/// values and groups, f32 stays f32 (`esp-llm pack --quant q8` makes an int8 bundle from an f32
+/// model).
+fn keep_quant(_ck: &Checkpoint<'_>) -> Quant {
+    Quant::Keep
 }
 
 /// The app image segments (bootloader, partition table, app) for a firmware ELF.
