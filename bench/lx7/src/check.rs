@@ -165,7 +165,12 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             let hs = if i % 4 == 3 { [4usize, 16, 6][i % 3] } else { 8 };
             let kv_dim = hs * (1 + rng.below(5) as usize);
             let n = 1 + rng.below(80) as usize;
-            let q: Vec<f32> = (0..hs).map(|_| rng.f32()).collect();
+            // Every fifth head has scores spread by hundreds, so softmax's exponential meets
+            // arguments below -87.34 (exp.S's Rust fallback) and below -103.97 (zero).
+            // (Converted from an opaque integer: upstream LLVM's Xtensa backend cannot select a
+            // float constant-pool load, which a choice between two float constants compiles to.)
+            let spread = core::hint::black_box(1 + 59 * u32::from(i % 5 == 4)) as f32;
+            let q: Vec<f32> = (0..hs).map(|_| rng.f32() * spread).collect();
             let keys: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
             let values: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
             let inv = 2.828_427_f32;
@@ -180,6 +185,45 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             passed += 1;
         } else if total - passed == 1 {
             let _ = writeln!(c, "kernel_check: attend n {n} head {hs} kv_dim {kv_dim}: differs");
+        }
+    }
+    // SwiGLU: 200 vectors of 1..300 values over the whole range of the exponential's argument
+    // (its branch edges at |x| = 2^-14, 0.3466, 1.0397, 87.34, 88.72 and 103.97 to within a few
+    // ulps, both signs, zeros, infinities, NaN, huge and random magnitudes), so that every path
+    // of exp.S's expf, the Rust fallback included, meets the scalar twin.
+    let edges: [u32; 7] =
+        [0x3900_0000, 0x3eb1_7218, 0x3f85_1592, 0x42ae_ac50, 0x42b1_7218, 0x42cf_f1b5, 0x7f80_0000];
+    for i in 0..200 {
+        let (ok, n) = crate::with_scratch(|| {
+            let n = 1 + rng.below(if i % 4 == 0 { 300 } else { 40 }) as usize;
+            let mut val = |rng: &mut Rng| -> f32 {
+                let sign = rng.next() & 0x8000_0000;
+                match rng.below(8) {
+                    0 => f32::from_bits(
+                        sign | edges[rng.below(7) as usize].wrapping_add(rng.below(9)).wrapping_sub(4),
+                    ),
+                    1 => f32::from_bits(sign | (rng.next() >> 1)),
+                    // 0.0, -0.0, NaN, inf, -inf, 1e-30 (as bits: see `spread` above).
+                    2 => f32::from_bits(
+                        [0, 0x8000_0000, 0x7fc0_0000, 0x7f80_0000, 0xff80_0000, 0x0da2_4260u32][rng.below(6) as usize],
+                    ),
+                    _ => rng.f32() * core::hint::black_box([1u32, 4, 30, 120][rng.below(4) as usize]) as f32,
+                }
+            };
+            let h1: Vec<f32> = (0..n).map(|_| val(&mut rng)).collect();
+            let h3: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let (mut a, mut b) = (h1.clone(), h1);
+            Scalar.swiglu(&mut a, &h3, Math::Portable);
+            k.swiglu(&mut b, &h3, Math::Portable);
+            // NaN payloads are not compared (the FPU returns its default NaN).
+            let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+            (same, n)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(c, "kernel_check: swiglu n {n}: differs");
         }
     }
     let _ = writeln!(c, "kernel_check: {passed}/{total} shapes bit-exact (kernels {})", k.name());

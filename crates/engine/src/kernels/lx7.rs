@@ -20,6 +20,8 @@ extern "C" {
     fn esp_llm_lx7_scores8(att: *mut f32, q: *const f32, keys: *const f32, n: u32, kv_dim: u32);
     fn esp_llm_lx7_values8(out: *mut f32, att: *const f32, values: *const f32, n: u32, kv_dim: u32);
     fn esp_llm_lx7_div_scalar(out: *mut f32, x: *const f32, n: u32, d: f32);
+    fn esp_llm_lx7_softmax(x: *mut f32, n: u32);
+    fn esp_llm_lx7_swiglu(h1: *mut f32, h3: *const f32, n: u32);
     fn esp_llm_lx7_matmul_f32(out: *mut f32, w: *const f32, x: *const f32, rows: u32, n: u32);
     fn esp_llm_lx7_quantize(q: *mut i8, s: *mut f32, x: *const f32, n_x: u32, n_q: u32, group: u32);
     #[allow(clippy::too_many_arguments)]
@@ -33,6 +35,13 @@ extern "C" {
         stride: u32,
         group: u32,
     );
+}
+
+/// `expf` for the arguments exp.S leaves to Rust (|x| >= 87.34, infinities, NaN): the portable
+/// [`crate::math::expf`], bit for bit what the assembly computes for the others.
+#[no_mangle]
+pub extern "C" fn esp_llm_lx7_expf_slow(bits: u32) -> u32 {
+    crate::math::expf(f32::from_bits(bits)).to_bits()
 }
 
 /// The longest int8 input row copied to an aligned buffer (stories110M's hidden_dim).
@@ -88,16 +97,10 @@ impl Kernels for Lx7 {
             );
             esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, inv);
         }
-        // Softmax as Math::softmax (portable expf), its final division in assembly.
-        let max_val = att.iter().fold(att[0], |m, &v| if v > m { v } else { m });
-        let mut sum = 0.0f32;
-        for v in att.iter_mut() {
-            *v = crate::math::expf(*v - max_val);
-            sum += *v;
-        }
-        // SAFETY: as above; the division runs in place over the n scores.
+        // SAFETY: as above; the softmax runs in place over the n scores (Math::softmax with
+        // the portable expf, exp.S).
         unsafe {
-            esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, sum);
+            esp_llm_lx7_softmax(att.as_mut_ptr(), n as u32);
             esp_llm_lx7_values8(
                 out.as_mut_ptr(),
                 att.as_ptr(),
@@ -106,6 +109,15 @@ impl Kernels for Lx7 {
                 kv_dim as u32,
             );
         }
+    }
+
+    fn swiglu(&self, h1: &mut [f32], h3: &[f32], math: Math) {
+        if math != Math::Portable || h1.len() > h3.len() || h1.len() > u32::MAX as usize {
+            return math.swiglu(h1, h3);
+        }
+        // SAFETY: the kernel reads h1.len() floats of `h3` (h3 is at least as long, checked
+        // above) and rewrites the h1.len() floats of `h1` in place.
+        unsafe { esp_llm_lx7_swiglu(h1.as_mut_ptr(), h3.as_ptr(), h1.len() as u32) }
     }
 
     fn quantize(&self, q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {

@@ -1,0 +1,319 @@
+/* Softmax and SwiGLU of the float numerics on the ESP32-S3's FPU, with the portable `expf`
+ * (crates/engine/src/math.rs `expf`, FreeBSD's algorithm, equal to the `libm` crate's bit for
+ * bit) inline and its division done in registers.
+ *
+ *   void esp_llm_lx7_softmax(float *x, uint32_t n);
+ *     Math::softmax with Math::Portable, in place: m = x[0], m = (v > m) ? v : m over x;
+ *     x[i] = expf(x[i] - m), sum += x[i] from +0.0 in order; x[i] = x[i] / sum.
+ *
+ *   void esp_llm_lx7_swiglu(float *h1, const float *h3, uint32_t n);
+ *     Math::swiglu with Math::Portable: val = h1[i]; val = val * (1 / (1 + expf(-val)));
+ *     h1[i] = val * h3[i].
+ *
+ * expf(x), as math.rs computes it (hx = bits(x) & 0x7fffffff, sign = bits(x) >> 31):
+ *   hx >= 0x42aeac50 (|x| >= 87.34, inf, NaN): the Rust function esp_llm_lx7_expf_slow
+ *     (math::expf -> libm), called with every live register saved; it never runs for the
+ *     usual inputs (a softmax spread or a hidden unit beyond 87).
+ *   hx <= 0x39000000: 1 + x (libm's tiny-argument result).
+ *   otherwise k = (int)(INV_LN2 * x + HALF[sign]) when hx > 0x3f851592, 1 - 2*sign when
+ *     hx > 0x3eb17218, else 0; hi = x - k*LN2_HI, lo = k*LN2_LO, x = hi - lo (k = 0 gives
+ *     hi = x, lo = +0, x = x exactly, math.rs's third case); xx = x*x;
+ *     c = x - xx*(P1 + xx*P2); y = 1 + ((x*c / (2 - c) - lo) + hi); result y * 2^k.
+ *   Every operation is a separate mul.s/add.s/sub.s rounded once, as Rust compiles math.rs
+ *   (Rust never contracts into fused multiply-adds); `(int)` is TRUNC.S (round toward zero;
+ *   |x| < 87.34 keeps k in -126..126 and 2^k a normal float).
+ *
+ * Division. The LX7 FP option has no divide instruction: a quotient is DIV0.S (reciprocal
+ * seed), NEXP01.S, MADDN.S Newton steps, MKDADJ.S/ADDEXP.S/ADDEXPM.S and DIVN.S (the correctly
+ * rounded last step), the data flow of libgcc's `__divsf3` and of div.S/quant.S. The emulator
+ * computes the IEEE quotient in MKDADJ.S and treats most of the others as no-ops, so it checks
+ * the data flow (the divisor in `ex` at MKDADJ.S, the quotient taken by ADDEXPM.S); real
+ * silicon checks the Newton steps.
+ *
+ * Cost (instructions, the usual path): expf 58; softmax 3 per element for the max, 63 for the
+ * exponential and the sum, 16 for the division; SwiGLU 92 per element.
+ *
+ * Windowed ABI; floats travel in address registers. Clobbers f0..f15, b0, and the
+ * caller-saved address registers. Stack: 96 bytes (the slow path's saves).
+ */
+
+	.section .rodata.esp_llm_lx7_exp, "a"
+	.align	4
+.Lexp_consts:
+	.word	0x3fb8aa3b		/*  0: INV_LN2 */
+	.word	0x3f000000		/*  4: HALF[0] = 0.5 */
+	.word	0xbf000000		/*  8: HALF[1] = -0.5 */
+	.word	0x3f317200		/* 12: LN2_HI */
+	.word	0x35bfbe8e		/* 16: LN2_LO */
+	.word	0x3e2aaa8f		/* 20: P1 */
+	.word	0xbb355215		/* 24: P2 */
+
+	.text
+	.literal_position
+
+/* Register plan while an exponential is live (both kernels). The thresholds are on hx << 1
+ * (the sign shifted out: one SLLI instead of a 31-bit mask, which EXTUI cannot take):
+ *   a5  the constants above         a6  0x42aeac50 << 1 (slow from here up)
+ *   a7  0x39000001 << 1 (tiny below)
+ *   a13 0x3eb17219 << 1 (k = 0 below)   a14 0x3f851593 << 1 (k = +-1 below)
+ *   f10 LN2_HI  f11 LN2_LO  f12 P1  f13 P2
+ * scratch a8..a11, f0..f9. */
+	.macro	exp_setup
+	movi	a5, .Lexp_consts
+	movi	a6, 0x855d58a0
+	movi	a7, 0x72000002
+	movi	a13, 0x7d62e432
+	movi	a14, 0x7f0a2b26
+	lsi	f10, a5, 12
+	lsi	f11, a5, 16
+	lsi	f12, a5, 20
+	lsi	f13, a5, 24
+	.endm
+
+/* f8 = expf(f0). Branches to \slow (|x| >= 87.34, inf, NaN) and \tiny (hx <= 0x39000000),
+ * which must end with f8 set and jump to \done; \lowk computes k for hx <= 0x3f851592 into
+ * a10 and jumps to \kdone. */
+	.macro	expf_core slow, tiny, lowk, kdone
+	rfr	a8, f0
+	slli	a9, a8, 1		/* hx << 1 */
+	bgeu	a9, a6, \slow
+	bltu	a9, a7, \tiny
+	bltu	a9, a14, \lowk
+	lsi	f1, a5, 0
+	extui	a11, a8, 31, 1		/* sign */
+	addx4	a11, a11, a5
+	lsi	f2, a11, 4		/* HALF[sign] */
+	mul.s	f1, f1, f0		/* INV_LN2 * x */
+	add.s	f1, f1, f2
+	trunc.s	a10, f1, 0		/* k */
+\kdone:
+	float.s	f1, a10, 0		/* k as f32 */
+	mul.s	f2, f1, f10
+	sub.s	f2, f0, f2		/* hi = x - k*LN2_HI */
+	mul.s	f3, f1, f11		/* lo = k*LN2_LO */
+	sub.s	f0, f2, f3		/* x = hi - lo */
+	mul.s	f1, f0, f0		/* xx */
+	mul.s	f4, f1, f13
+	add.s	f4, f12, f4		/* P1 + xx*P2 */
+	mul.s	f4, f1, f4
+	sub.s	f4, f0, f4		/* c */
+	mul.s	f1, f0, f4		/* a = x*c */
+	const.s	f5, 2
+	sub.s	f5, f5, f4		/* b = 2 - c */
+	/* divisor part of b: y0 f0, bn f4, y2 f7, y3 f9 (e f6) */
+	div0.s	f0, f5
+	nexp01.s	f4, f5
+	const.s	f6, 1
+	maddn.s	f6, f4, f0
+	mov.s	f7, f0
+	maddn.s	f7, f6, f0		/* y1 */
+	const.s	f6, 1
+	maddn.s	f6, f4, f7
+	maddn.s	f7, f6, f7		/* y2 */
+	mov.s	f9, f7
+	const.s	f6, 1
+	maddn.s	f6, f4, f9
+	maddn.s	f9, f6, f9		/* y3 */
+	/* quotient q f8 = a / b: ex f5 (holds b), an f6, r f1 (a is dead after NEXP01.S) */
+	mkdadj.s	f5, f1
+	nexp01.s	f6, f1
+	neg.s	f1, f6
+	const.s	f8, 0
+	maddn.s	f8, f1, f0		/* q0 */
+	maddn.s	f1, f4, f8
+	maddn.s	f8, f1, f7		/* q1 */
+	neg.s	f1, f6
+	maddn.s	f1, f4, f8
+	addexpm.s	f8, f5
+	addexp.s	f9, f5
+	divn.s	f8, f1, f9		/* q = x*c / (2 - c) */
+	sub.s	f8, f8, f3		/* q - lo */
+	add.s	f8, f8, f2		/* + hi */
+	const.s	f1, 1
+	add.s	f8, f1, f8		/* y = 1 + (...) */
+	addi	a10, a10, 127
+	slli	a10, a10, 23
+	wfr	f1, a10
+	mul.s	f8, f8, f1		/* y * 2^k */
+	.endm
+
+/* The out-of-line parts of expf_core: k for 0.3466 < |x| <= 1.0397 (1 - 2*sign) or
+ * |x| <= 0.3466 (0); 1 + x for tiny x. */
+	.macro	expf_lowk lowk, kdone
+\lowk:
+	movi	a10, 0
+	bltu	a9, a13, \kdone
+	extui	a11, a8, 31, 1
+	movi	a10, 1
+	sub	a10, a10, a11
+	sub	a10, a10, a11
+	j	\kdone
+	.endm
+
+/* The slow path: f8 = expf(f0) by the Rust function, with a2..a7 (the caller's window part
+ * that call8 keeps) untouched by the callee and a8..a15, f10..f15 saved here. */
+	.macro	expf_slow
+	s32i	a8, a1, 0
+	s32i	a9, a1, 4
+	s32i	a11, a1, 12
+	s32i	a12, a1, 16
+	s32i	a13, a1, 20
+	s32i	a14, a1, 24
+	s32i	a15, a1, 28
+	ssi	f10, a1, 32
+	ssi	f11, a1, 36
+	ssi	f12, a1, 40
+	ssi	f13, a1, 44
+	ssi	f14, a1, 48
+	ssi	f15, a1, 52
+	rfr	a10, f0
+	call8	esp_llm_lx7_expf_slow
+	wfr	f8, a10
+	l32i	a8, a1, 0
+	l32i	a9, a1, 4
+	l32i	a11, a1, 12
+	l32i	a12, a1, 16
+	l32i	a13, a1, 20
+	l32i	a14, a1, 24
+	l32i	a15, a1, 28
+	lsi	f10, a1, 32
+	lsi	f11, a1, 36
+	lsi	f12, a1, 40
+	lsi	f13, a1, 44
+	lsi	f14, a1, 48
+	lsi	f15, a1, 52
+	.endm
+
+	.align	4
+	.global	esp_llm_lx7_softmax
+	.type	esp_llm_lx7_softmax, @function
+esp_llm_lx7_softmax:
+	entry	a1, 96
+	beqz	a3, .Lsm_ret
+	/* pass 1: m = x[0]; m = (v > m) ? v : m (ordered: a NaN is skipped, as in Rust) */
+	lsi	f15, a2, 0
+	mov	a8, a2
+	loopnez	a3, .Lsm_max_end
+	lsip	f0, a8, 4
+	olt.s	b0, f15, f0
+	movt.s	f15, f0, b0
+.Lsm_max_end:
+	/* pass 2: x[i] = expf(x[i] - m), sum += x[i]. A branch loop, not LOOP: the slow path
+	 * calls Rust code, which may use the loop registers. */
+	exp_setup
+	const.s	f14, 0			/* sum */
+	mov	a4, a2
+	addx4	a12, a3, a2		/* end */
+.Lsm_exp:
+	lsi	f0, a4, 0
+	sub.s	f0, f0, f15
+	expf_core .Lsm_slow, .Lsm_tiny, .Lsm_lowk, .Lsm_kdone
+.Lsm_store:
+	ssip	f8, a4, 4
+	add.s	f14, f14, f8
+	bne	a4, a12, .Lsm_exp
+	/* pass 3: x[i] /= sum: the divisor part once, the dividend part per element */
+	div0.s	f3, f14
+	nexp01.s	f4, f14
+	const.s	f5, 1
+	maddn.s	f5, f4, f3
+	mov.s	f6, f3
+	maddn.s	f6, f5, f3		/* y1 */
+	const.s	f5, 1
+	maddn.s	f5, f4, f6
+	maddn.s	f6, f5, f6		/* y2 */
+	mov.s	f10, f6
+	const.s	f5, 1
+	maddn.s	f5, f4, f10
+	maddn.s	f10, f5, f10		/* y3 */
+	mov	a4, a2
+	loopnez	a3, .Lsm_div_end
+	lsi	f1, a4, 0		/* a */
+	nexp01.s	f8, f1
+	const.s	f0, 0
+	neg.s	f9, f8
+	maddn.s	f0, f9, f3
+	mov.s	f7, f14			/* ex = sum */
+	mkdadj.s	f7, f1
+	maddn.s	f9, f4, f0
+	maddn.s	f0, f9, f6
+	neg.s	f9, f8
+	maddn.s	f9, f4, f0
+	addexpm.s	f0, f7
+	mov.s	f11, f10
+	addexp.s	f11, f7
+	divn.s	f0, f9, f11
+	ssip	f0, a4, 4
+.Lsm_div_end:
+.Lsm_ret:
+	retw
+
+	expf_lowk .Lsm_lowk, .Lsm_kdone
+.Lsm_tiny:
+	const.s	f1, 1
+	add.s	f8, f1, f0
+	j	.Lsm_store
+.Lsm_slow:
+	expf_slow
+	j	.Lsm_store
+	.size	esp_llm_lx7_softmax, . - esp_llm_lx7_softmax
+
+	.align	4
+	.global	esp_llm_lx7_swiglu
+	.type	esp_llm_lx7_swiglu, @function
+esp_llm_lx7_swiglu:
+	entry	a1, 96
+	beqz	a4, .Lsw_ret
+	exp_setup
+	addx4	a12, a4, a2		/* end of h1 */
+.Lsw_loop:
+	lsi	f14, a2, 0		/* val */
+	neg.s	f0, f14			/* -val */
+	expf_core .Lsw_slow, .Lsw_tiny, .Lsw_lowk, .Lsw_kdone
+.Lsw_exp_done:
+	const.s	f5, 1
+	add.s	f5, f5, f8		/* b = 1 + expf(-val) */
+	/* 1 / b: divisor part y0 f0, bn f4, y2 f7, y3 f9, then the quotient of a = 1 */
+	div0.s	f0, f5
+	nexp01.s	f4, f5
+	const.s	f6, 1
+	maddn.s	f6, f4, f0
+	mov.s	f7, f0
+	maddn.s	f7, f6, f0
+	const.s	f6, 1
+	maddn.s	f6, f4, f7
+	maddn.s	f7, f6, f7
+	mov.s	f9, f7
+	const.s	f6, 1
+	maddn.s	f6, f4, f9
+	maddn.s	f9, f6, f9
+	const.s	f1, 1			/* a */
+	mkdadj.s	f5, f1
+	nexp01.s	f6, f1
+	neg.s	f1, f6
+	const.s	f8, 0
+	maddn.s	f8, f1, f0
+	maddn.s	f1, f4, f8
+	maddn.s	f8, f1, f7
+	neg.s	f1, f6
+	maddn.s	f1, f4, f8
+	addexpm.s	f8, f5
+	addexp.s	f9, f5
+	divn.s	f8, f1, f9		/* 1 / (1 + expf(-val)) */
+	mul.s	f14, f14, f8		/* val *= ... */
+	lsip	f1, a3, 4
+	mul.s	f14, f14, f1		/* val *= h3[i] */
+	ssip	f14, a2, 4
+	bne	a2, a12, .Lsw_loop
+.Lsw_ret:
+	retw
+
+	expf_lowk .Lsw_lowk, .Lsw_kdone
+.Lsw_tiny:
+	const.s	f1, 1
+	add.s	f8, f1, f0
+	j	.Lsw_exp_done
+.Lsw_slow:
+	expf_slow
+	j	.Lsw_exp_done
+	.size	esp_llm_lx7_swiglu, . - esp_llm_lx7_swiglu
