@@ -8,11 +8,12 @@
 //! be a multiple of the group (or be padded to one): a group straddling two rows silently
 //! corrupts the matmul.
 //!
-//! Int4 ([`quantize_rows_q4`]) keeps the symmetric scheme with values in `-7..=7`, but 15 levels
-//! are coarse enough that the scale matters: each group tries the scales `max|w| / d` for
-//! `d = 7, 7.25, .., 9` (larger `d` clips the few largest values to ±7 and resolves the many
-//! small ones better) and keeps the one with the least squared error, never worse than
-//! `max|w| / 7`. Deterministic, and in f32 like the rest.
+//! Int4 ([`quantize_rows_q4`]) keeps one f32 scale per group with values in `-8..=7`, but 16
+//! levels are coarse enough that the scale matters: each group tries the scales `max|w| / d`
+//! for `d = 6, 6.25, .., 10` (a larger `d` clips the few largest values and resolves the many
+//! small ones better), refits each trial's scale to its values by least squares, and keeps the
+//! pair with the least squared error, never worse than the plain `max|w| / 7`. Deterministic,
+//! and in f32 like the rest.
 
 use crate::error::{Error, Result};
 
@@ -102,22 +103,62 @@ pub fn quantize_rows(
     err
 }
 
-/// The scale divisors an int4 group tries (`max|w| / d`), the plain `d = 7` first.
-const Q4_DIVISORS: [f32; 9] = [7.0, 7.25, 7.5, 7.75, 8.0, 8.25, 8.5, 8.75, 9.0];
-
-/// The int4 value of `v` at `scale` (0 for a zero scale), clipped to `-7..=7`.
+/// The int4 value of `v` at `scale` (0 for a zero scale), clipped to `-8..=7`.
 fn q4_value(v: f32, scale: f32) -> i8 {
     if scale == 0.0 {
         0
     } else {
-        libm::rintf(v / scale).clamp(-7.0, 7.0) as i8
+        libm::rintf(v / scale).clamp(-8.0, 7.0) as i8
     }
 }
 
+/// The divisors `d` an int4 group tries (`max|w| / d`): 6 to 10 in steps of 1/4, 7 (the plain
+/// scale) among them.
+const Q4_DIVISORS: usize = 17;
+
+/// One group's int4 scale: for each trial scale `max|w| / d`, the values `q` it rounds to and
+/// then the scale that fits those values best (least squares, `sum(w q) / sum(q q)`); the pair
+/// with the least squared error wins. Returns (trial scale that rounds, stored scale).
+fn q4_group_scale(wg: &[f32]) -> (f32, f32) {
+    let wmax = wg.iter().fold(0.0f32, |m, v| m.max(libm::fabsf(*v)));
+    if wmax == 0.0 {
+        return (0.0, 0.0);
+    }
+    let sse = |scale: f32, trial: f32| -> f64 {
+        wg.iter()
+            .map(|&v| {
+                let e = (v - q4_value(v, trial) as f32 * scale) as f64;
+                e * e
+            })
+            .sum()
+    };
+    let plain = wmax / 7.0;
+    let mut best = (plain, plain, sse(plain, plain));
+    for i in 0..Q4_DIVISORS {
+        let trial = wmax / (6.0 + 0.25 * i as f32);
+        let (mut wq, mut qq) = (0.0f32, 0.0f32);
+        for &v in wg {
+            let q = q4_value(v, trial) as f32;
+            wq += v * q;
+            qq += q * q;
+        }
+        if qq == 0.0 {
+            continue;
+        }
+        let fit = wq / qq;
+        // The values stay those of `trial`: decoding is `q(trial) * fit`.
+        let e = sse(fit, trial);
+        if e < best.2 {
+            best = (trial, fit, e);
+        }
+    }
+    (best.0, best.1)
+}
+
 /// Quantizes `rows` rows of `cols` values from `w` into int4: `q` gets `rows * stride / 2`
-/// bytes (value `c` of a row in byte `c / 2`, low nibble first, two's complement), `s` gets
-/// `rows * stride / group` scales. `stride` must be a multiple of `group` and of 2, `>= cols`,
-/// and `group` even; the padding is zeros.
+/// bytes (value `c` of a row in byte `c / 2`, low nibble first, two's complement `-8..=7`), `s`
+/// gets `rows * stride / group` scales. `stride` must be a multiple of `group` and of 2,
+/// `>= cols`, and `group` even; the padding is zeros.
 pub fn quantize_rows_q4(
     w: &[f32],
     cols: usize,
@@ -135,30 +176,13 @@ pub fn quantize_rows_q4(
         for (g, (qg, sg)) in qrow.chunks_exact_mut(group / 2).zip(srow.iter_mut()).enumerate() {
             let start = (g * group).min(cols);
             let wg = &row[start..(start + group).min(cols)];
-            let wmax = wg.iter().fold(0.0f32, |m, v| m.max(libm::fabsf(*v)));
-            let sse = |scale: f32| -> f64 {
-                wg.iter()
-                    .map(|&v| {
-                        let e = (v - q4_value(v, scale) as f32 * scale) as f64;
-                        e * e
-                    })
-                    .sum()
-            };
-            let mut best = (sse(wmax / Q4_DIVISORS[0]), wmax / Q4_DIVISORS[0]);
-            for d in &Q4_DIVISORS[1..] {
-                let scale = wmax / d;
-                let e = sse(scale);
-                if e < best.0 {
-                    best = (e, scale);
-                }
-            }
-            let scale = best.1;
+            let (trial, scale) = q4_group_scale(wg);
             *sg = scale;
             for (i, byte) in qg.iter_mut().enumerate() {
                 let mut nib = [0u8; 2];
                 for (h, n) in nib.iter_mut().enumerate() {
                     let Some(&v) = wg.get(2 * i + h) else { continue };
-                    let qi = q4_value(v, scale);
+                    let qi = q4_value(v, trial);
                     *n = (qi as u8) & 0x0F;
                     let e = libm::fabsf(v - qi as f32 * scale);
                     err.max_abs = err.max_abs.max(e);
@@ -216,7 +240,7 @@ mod tests {
         }
 
         /// Int4 round trip: every value decodes to within its group's error, the error is never
-        /// worse than the plain `max / 7` scale's, values stay in -7..=7, padding is zero.
+        /// worse than the plain `max / 7` scale's, values stay in -8..=7, padding is zero.
         #[test]
         fn q4_error_is_at_most_the_plain_scales(
             w in proptest::collection::vec(-2.0f32..2.0, 1..200),
@@ -234,7 +258,7 @@ mod tests {
             for (i, &v) in w.iter().enumerate() {
                 let (lo, hi) = crate::model::nibbles(q[i / 2]);
                 let qi = if i % 2 == 0 { lo } else { hi };
-                prop_assert!((-7..=7).contains(&qi));
+                prop_assert!((-8..=7).contains(&qi));
                 let back = qi as f32 * s[i / group];
                 got += ((back - v) as f64).powi(2);
                 let g0 = i / group * group;

@@ -549,7 +549,7 @@ impl<'a> Bundle<'a> {
         }
         let checkpoint = Checkpoint {
             config: c,
-            format: Format::Bundle,
+            format: Format::Bundle { version: header.version },
             weights: Weights { token_embedding, layers, rms_final_weight, wcls },
         };
         Ok(Bundle { header, entries, checkpoint, tokenizer })
