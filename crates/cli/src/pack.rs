@@ -67,15 +67,18 @@ fn parse_mb(s: &str) -> std::result::Result<usize, String> {
 
 /// The layouts `--fit` tries, best measured quality first (docs/bundle.md, "Quality").
 pub fn fit_candidates() -> Vec<Quant> {
-    let q8 = |g| Precision::Q8(Some(g));
+    // Groups of 96 divide the 288/768 rows of stories15M and 512/1376's multiples of 32 of the
+    // larger shapes without padding; 64 and 128 pad 288-value rows to 320 and 384.
+    let (q4, q8) = (Precision::Q4, |g| Precision::Q8(Some(g)));
     vec![
         Quant::F32,
         Quant::Q8(Some(32)),
-        Quant::Mixed { embedding: Precision::Q4(32), layers: q8(32) },
-        Quant::Mixed { embedding: Precision::Q4(64), layers: q8(64) },
-        Quant::Mixed { embedding: Precision::Q4(128), layers: q8(64) },
+        Quant::Mixed { embedding: q4(32), layers: q8(32) },
+        Quant::Mixed { embedding: q4(96), layers: q8(32) },
+        Quant::Mixed { embedding: q4(96), layers: q8(96) },
+        Quant::Mixed { embedding: q4(128), layers: q8(128) },
         Quant::Q4(32),
-        Quant::Q4(64),
+        Quant::Q4(96),
         Quant::Q4(128),
     ]
 }
