@@ -34,9 +34,8 @@ use esp_hal::time::Instant;
 use esp_hal::uart::{self, Uart};
 use esp_llm_board::command::{self, Command, Settings, HELP};
 use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
-use esp_llm_board::plan::context_cap_for;
+use esp_llm_board::plan;
 use esp_llm_board::summary::Summary;
-use esp_llm_engine::fixed::FixedWeights;
 use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::{
     kernels, Event, Format, Generator, Numerics, Options, Sampler, Tokenizer, Transformer,
@@ -210,9 +209,10 @@ fn main() -> ! {
     }
 }
 
-/// Reads the tokenizer, sizes the context and builds the transformer. The first cap counts all
-/// free heap; the KV cache's two big blocks must each fit one heap region, so on an allocation
-/// failure the cap shrinks by an eighth and the transformer is built again.
+/// Reads the tokenizer, sizes the context and builds the transformer, both through the chip
+/// planner: the context is the longest whose footprint fits the free heap
+/// ([`plan::context_cap`]), and the build shrinks it by an eighth while the heap's regions
+/// cannot hold the KV cache's blocks ([`plan::build_shrinking`]).
 fn prepare(
     loaded: storage::Loaded,
     workers: &dyn Fn() -> Box<dyn Workers>,
@@ -227,23 +227,15 @@ fn prepare(
     // docs/performance.md). The tokens then match `esp-llm run --numerics fixed` on the host.
     let fixed = NO_FPU && esp_llm_engine::fixed::supports(&ckpt.weights);
     let numerics = if fixed { Numerics::Fixed } else { Numerics::Float };
-    let derived = match numerics {
-        Numerics::Fixed => FixedWeights::size(&ckpt.config, &ckpt.weights),
-        Numerics::Float => 0,
-    };
-    let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN).saturating_sub(derived);
-    let mut cap = context_cap_for(&ckpt.config, &ckpt.weights, budget, numerics)
+    let budget = esp_alloc::HEAP.free().saturating_sub(STATE_MARGIN);
+    let cap = plan::context_cap(&ckpt.config, &ckpt.weights, budget, numerics)
         .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
-    let transformer = loop {
-        let (k, w) = (kernels::best(), workers());
-        let options =
-            Options { seq_len: Some(cap), kernels: k, workers: w, numerics, ..Options::default() };
-        match Transformer::new(ckpt.clone(), options) {
-            Ok(t) => break t,
-            Err(esp_llm_engine::Error::OutOfMemory { .. }) if cap > 1 => cap -= cap.div_ceil(8),
-            Err(e) => return Err(format!("model: {e}")),
-        }
-    };
+    let (transformer, cap) = plan::build_shrinking(cap, |cap| {
+        let (kernels, workers) = (kernels::best(), workers());
+        let options = Options { seq_len: Some(cap), kernels, workers, numerics, ..Options::default() };
+        Transformer::new(ckpt.clone(), options)
+    })
+    .map_err(|e| format!("model: {e}"))?;
     Ok(Model { transformer, tokenizer, loaded, format, seq_len, cap })
 }
 

@@ -11,6 +11,7 @@ use alloc::string::String;
 use core::alloc::Layout;
 use esp_llm_board::model::probe;
 use esp_llm_board::partition::{self, Partition, TABLE_MAX_LEN, TABLE_OFFSET};
+use esp_llm_board::plan::{place_weights, Region};
 use esp_llm_engine::checkpoint::bundle::{self, Bundle, ALIGN, HEADER_SIZE};
 use esp_storage::FlashStorage;
 
@@ -82,25 +83,30 @@ pub fn load(flash: &mut FlashStorage<'_>) -> Result<Loaded, String> {
 }
 
 /// A 16-byte aligned buffer (bundle tensors are 16-byte aligned within the file) that lives
-/// for the rest of the program.
+/// for the rest of the program, where the chip planner's rule puts `len` bytes of weights
+/// ([`place_weights`]: internal SRAM when it holds them beside [`INTERNAL_RESERVE`], else
+/// PSRAM, else none: the caller reads them in place from flash). An allocation that fails
+/// (a fragmented heap) falls through to the next memory.
 fn alloc_model(len: usize) -> Option<(&'static mut [u8], Place)> {
+    use esp_alloc::MemoryCapability::Internal;
     let layout = Layout::from_size_align(len.max(1), ALIGN).ok()?;
-    let internal = esp_alloc::HEAP.free_caps(esp_alloc::MemoryCapability::Internal.into());
-    let mut tries: [(Option<Place>, bool); 2] = [(None, false); 2];
-    tries[0] = (Some(Place::Internal), internal >= len + INTERNAL_RESERVE);
+    let internal = esp_alloc::HEAP.free_caps(Internal.into());
     #[cfg(feature = "psram")]
-    {
-        tries[1] = (Some(Place::Psram), true);
-    }
-    for (place, ok) in tries {
-        let (Some(place), true) = (place, ok) else { continue };
-        let caps = match place {
-            Place::Internal => esp_alloc::MemoryCapability::Internal,
-            #[cfg(feature = "flash-map")]
-            Place::Flash => continue,
+    let external = esp_alloc::HEAP.free_caps(esp_alloc::MemoryCapability::External.into());
+    #[cfg(not(feature = "psram"))]
+    let external = 0;
+    let tries: &[(Place, esp_alloc::MemoryCapability)] =
+        match place_weights(len, internal.saturating_sub(INTERNAL_RESERVE), external) {
+            Region::Sram => &[
+                (Place::Internal, Internal),
+                #[cfg(feature = "psram")]
+                (Place::Psram, esp_alloc::MemoryCapability::External),
+            ],
             #[cfg(feature = "psram")]
-            Place::Psram => esp_alloc::MemoryCapability::External,
+            Region::Psram => &[(Place::Psram, esp_alloc::MemoryCapability::External)],
+            _ => &[],
         };
+    for &(place, caps) in tries {
         // SAFETY: a valid non-zero-size layout; the block is never freed, so handing out a
         // 'static slice is sound. It is zeroed first so no uninitialised byte is ever read.
         unsafe {

@@ -1,30 +1,311 @@
-//! How long a context fits in the memory left after the weights are placed.
+//! The chip planner, the one place that decides where a run lives: the chip table, the
+//! placement rules, the context cap and a tokens-per-second estimate. `esp-llm plan`, `boards`,
+//! `flash` and `preview` call [`plan`] with a chip's reference figures; the firmware calls
+//! [`place_weights`] and [`context_cap`] with the heap it actually has. Sizes come from the
+//! engine's footprint ([`Footprint`], [`Needs`]); nothing here knows how a tensor is laid out.
 //!
-//! The KV cache grows linearly with the context (`2 * n_layers * seq_len * kv_dim` f32s), the
-//! activations barely; the engine's [`RunState::size`] gives both for any `seq_len`, so the cap
-//! is the largest `seq_len` whose state fits the budget, found by bisection.
+//! Placement, in order: activations and scratch must go to internal SRAM; the weights go to
+//! SRAM if they fit, else PSRAM, else they stay in flash and are read in place through the
+//! flash cache (memory-mapped); the KV cache goes to what is left of SRAM, else PSRAM, and when
+//! neither holds the full context the context is capped to what fits.
+//!
+//! Cost model (an estimate, not a measurement; see docs/plan.md for sources): one token costs
+//! `MACs * cycles_per_mac / (clock * parallel_speedup)` of compute plus, for every memory
+//! except SRAM, `bytes read from it / its bandwidth`. Bytes read per token are all weights once
+//! plus the KV cache up to half the context (the average position of a long story).
 
 use esp_llm_engine::model::{Config, Weights};
-use esp_llm_engine::state::RunState;
-use esp_llm_engine::Numerics;
+use esp_llm_engine::{Error, Footprint, Needs, Numerics};
 
-/// The largest context in `1..=config.seq_len` whose run state fits in `budget` bytes, or
-/// `None` if not even one position fits.
-pub fn context_cap(config: &Config, weights: &Weights<'_>, budget: usize) -> Option<usize> {
-    context_cap_for(config, weights, budget, Numerics::Float)
+type Result<T> = core::result::Result<T, Error>;
+
+/// A memory a part can live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// Internal SRAM.
+    Sram,
+    /// External PSRAM.
+    Psram,
+    /// Flash, read in place through the cache.
+    Flash,
 }
 
-/// [`context_cap`] for the given numerics (the fixed-point KV cache takes half the bytes, so
-/// about twice the positions fit).
-pub fn context_cap_for(
+impl Region {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Region::Sram => "sram",
+            Region::Psram => "psram",
+            Region::Flash => "flash",
+        }
+    }
+}
+
+/// What the planner assumes about a chip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Chip {
+    /// Name as on the command line.
+    pub name: &'static str,
+    /// CPU clock in MHz.
+    pub mhz: u32,
+    /// Cores that run matmul jobs.
+    pub cores: u32,
+    /// Internal SRAM left for model data after firmware, stacks and buffers, in bytes.
+    pub sram_for_data: usize,
+    /// PSRAM of the reference board in bytes (0 = none).
+    pub psram: usize,
+    /// Flash of the reference board in bytes.
+    pub flash: usize,
+    /// Sustained PSRAM read bandwidth, bytes/s.
+    pub psram_bw: f64,
+    /// Sustained flash read bandwidth through the cache, bytes/s.
+    pub flash_bw: f64,
+    /// Cycles per f32 multiply-add, the rest of the token included (measured instruction
+    /// counts where an emulator exists: bench/lx7 for the S3, bench/rv32 for the RISC-V chips).
+    pub f32_cycles_per_mac: f64,
+    /// Cycles per int8 multiply-add, the rest of the token included.
+    pub i8_cycles_per_mac: f64,
+    /// Whether the cores have a floating-point unit. Without one the firmware runs int8 models
+    /// with the fixed-point numerics (`esp_llm_engine::fixed`), whose KV cache holds `i16`.
+    pub fpu: bool,
+}
+
+const KB: usize = 1024;
+const MB: usize = 1024 * 1024;
+
+/// The chips the firmware supports.
+pub const CHIPS: [Chip; 4] = [
+    Chip {
+        name: "esp32s3",
+        mhz: 240,
+        cores: 2,
+        sram_for_data: 350 * KB,
+        psram: 8 * MB,
+        flash: 16 * MB,
+        psram_bw: 60.0e6,
+        flash_bw: 30.0e6,
+        // Calibrated from bench/lx7 (docs/performance.md, LX7 section): a whole stories260K
+        // token (matmuls, attention, norms, softmax) with the LX7 kernels is 985,102
+        // instructions for fp32 and 484,585 for the int8 bundle (measured 2026-12-03), over
+        // 259 k matmul and ~21 k attention multiply-adds: 3.52 and 1.73 instructions per MAC,
+        // times an assumed 1.4 cycles per instruction (ESP-DSP's published S3 int8 dot
+        // product, 689 cycles for 4096 MACs, against the ~512 PIE instructions such a loop
+        // takes). Int8 is charged the token's rest beyond its attention:
+        // (484,585 * 1.4 - 21 k * 4.9) / 259 k.
+        f32_cycles_per_mac: 4.9,
+        i8_cycles_per_mac: 2.2,
+        fpu: true,
+    },
+    Chip {
+        name: "esp32p4",
+        mhz: 360,
+        cores: 2,
+        sram_for_data: 512 * KB,
+        psram: 32 * MB,
+        flash: 16 * MB,
+        psram_bw: 150.0e6,
+        flash_bw: 40.0e6,
+        f32_cycles_per_mac: 3.0,
+        i8_cycles_per_mac: 3.0,
+        fpu: true,
+    },
+    Chip {
+        name: "esp32c6",
+        mhz: 160,
+        cores: 1,
+        sram_for_data: 320 * KB,
+        psram: 0,
+        flash: 4 * MB,
+        psram_bw: 0.0,
+        flash_bw: 20.0e6,
+        f32_cycles_per_mac: 60.0,
+        i8_cycles_per_mac: 4.0,
+        fpu: false,
+    },
+    Chip {
+        name: "esp32c3",
+        mhz: 160,
+        cores: 1,
+        sram_for_data: 240 * KB,
+        psram: 0,
+        flash: 4 * MB,
+        psram_bw: 0.0,
+        flash_bw: 20.0e6,
+        f32_cycles_per_mac: 60.0,
+        i8_cycles_per_mac: 4.0,
+        fpu: false,
+    },
+];
+
+/// Speed-up assumed from a second core (sync and the serial parts cost the rest).
+pub const TWO_CORE_SPEEDUP: f64 = 1.8;
+
+/// Looks a chip up by name.
+pub fn chip(name: &str) -> Option<Chip> {
+    CHIPS.iter().copied().find(|c| c.name == name)
+}
+
+/// A placement and its estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// The chip planned for.
+    pub chip: Chip,
+    /// PSRAM assumed, bytes.
+    pub psram: usize,
+    /// Where the weights live.
+    pub weights: Region,
+    /// Where the KV cache lives.
+    pub kv_cache: Region,
+    /// Context length the KV cache holds (the model's, or capped).
+    pub seq_len: usize,
+    /// The model's own context length.
+    pub model_seq_len: usize,
+    /// KV cache bytes at `seq_len`.
+    pub kv_bytes: usize,
+    /// SRAM used by the plan.
+    pub sram_used: usize,
+    /// PSRAM used by the plan.
+    pub psram_used: usize,
+    /// Multiply-adds per token (matmuls plus attention at half the context).
+    pub macs_per_token: u64,
+    /// Bytes read per token from PSRAM.
+    pub psram_bytes_per_token: usize,
+    /// Bytes read per token from flash.
+    pub flash_bytes_per_token: usize,
+    /// Estimated tokens per second.
+    pub tok_per_s: f64,
+    /// The numerics the firmware will use: fixed point for int8 models on chips without an
+    /// FPU, float otherwise.
+    pub numerics: Numerics,
+}
+
+/// Fewest positions worth running.
+pub const MIN_CONTEXT: usize = 16;
+
+/// Plans a model with `needs` and context `seq_len` on `chip` with `psram` bytes of PSRAM and a
+/// model partition of `partition` bytes holding a file of `file_bytes`.
+pub fn plan(
+    needs: &Needs,
+    seq_len: usize,
+    chip: Chip,
+    psram: usize,
+    partition: usize,
+    file_bytes: usize,
+) -> Result<Plan> {
+    if file_bytes > partition {
+        return Err(Error::OutOfMemory { what: "the model partition in flash", bytes: file_bytes });
+    }
+    let numerics =
+        if !chip.fpu && needs.int8_fraction >= 1.0 { Numerics::Fixed } else { Numerics::Float };
+    // The fixed-point numerics keep their integer scales in SRAM beside the activations.
+    let (sram_fixed, kv_per_position) = match numerics {
+        Numerics::Fixed => (needs.fixed_bytes, needs.kv_per_position_fixed),
+        Numerics::Float => (0, needs.kv_per_position),
+    };
+    let sram_need = needs.activations.saturating_add(sram_fixed);
+    let mut sram_left = chip
+        .sram_for_data
+        .checked_sub(sram_need)
+        .ok_or(Error::OutOfMemory { what: "activations in internal SRAM", bytes: sram_need })?;
+    let mut psram_left = psram;
+    let weights = place_weights(needs.weights, sram_left, psram_left);
+    match weights {
+        Region::Sram => sram_left -= needs.weights,
+        Region::Psram => psram_left -= needs.weights,
+        Region::Flash => {}
+    }
+    let want = kv_per_position.saturating_mul(seq_len);
+    let (kv_cache, ctx) = if want <= sram_left {
+        (Region::Sram, seq_len)
+    } else if want <= psram_left {
+        (Region::Psram, seq_len)
+    } else {
+        let (region, room) = if psram_left > sram_left {
+            (Region::Psram, psram_left)
+        } else {
+            (Region::Sram, sram_left)
+        };
+        let fit = room / kv_per_position.max(1);
+        if fit < MIN_CONTEXT {
+            return Err(Error::OutOfMemory {
+                what: "a KV cache of 16 positions",
+                bytes: kv_per_position * MIN_CONTEXT,
+            });
+        }
+        (region, fit)
+    };
+    let kv_bytes = kv_per_position * ctx;
+    let sram_used =
+        chip.sram_for_data - sram_left + if kv_cache == Region::Sram { kv_bytes } else { 0 };
+    let psram_used = psram - psram_left + if kv_cache == Region::Psram { kv_bytes } else { 0 };
+
+    // Per token: every weight once, the KV cache up to half the context.
+    let kv_read = kv_bytes / 2;
+    // One MAC per cached value read (scores and weighted sum): f32, or i16 in fixed point,
+    // where attention is integer arithmetic too.
+    let (value_bytes, attn_cpm) = match numerics {
+        Numerics::Fixed => (2, chip.i8_cycles_per_mac),
+        Numerics::Float => (4, chip.f32_cycles_per_mac),
+    };
+    let attn_macs = (kv_read / value_bytes) as u64;
+    let macs = needs.matmul_macs + attn_macs;
+    let cpm = needs.int8_fraction * chip.i8_cycles_per_mac
+        + (1.0 - needs.int8_fraction) * chip.f32_cycles_per_mac;
+    let speedup = if chip.cores > 1 { TWO_CORE_SPEEDUP } else { 1.0 };
+    let compute = (needs.matmul_macs as f64 * cpm + attn_macs as f64 * attn_cpm)
+        / (chip.mhz as f64 * 1e6 * speedup);
+    let from = |r: Region| {
+        (if weights == r { needs.weights } else { 0 }) + if kv_cache == r { kv_read } else { 0 }
+    };
+    let (psram_bytes, flash_bytes) = (from(Region::Psram), from(Region::Flash));
+    let mem = if chip.psram_bw > 0.0 { psram_bytes as f64 / chip.psram_bw } else { 0.0 }
+        + flash_bytes as f64 / chip.flash_bw;
+    Ok(Plan {
+        chip,
+        psram,
+        weights,
+        kv_cache,
+        seq_len: ctx,
+        model_seq_len: seq_len,
+        kv_bytes,
+        sram_used,
+        psram_used,
+        macs_per_token: macs,
+        psram_bytes_per_token: psram_bytes,
+        flash_bytes_per_token: flash_bytes,
+        tok_per_s: 1.0 / (compute + mem),
+        numerics,
+    })
+}
+
+/// Where a model's `weights` bytes go with `sram_left` bytes of internal SRAM and `psram_left`
+/// bytes of PSRAM free for them: SRAM when they fit, else PSRAM, else flash (read in place).
+/// [`plan`] passes what the chip table leaves after the activations; the firmware, which places
+/// the bundle before it parses it, passes its free heap less a reserve for the run state.
+pub fn place_weights(weights: usize, sram_left: usize, psram_left: usize) -> Region {
+    if weights <= sram_left {
+        Region::Sram
+    } else if weights <= psram_left {
+        Region::Psram
+    } else {
+        Region::Flash
+    }
+}
+
+/// The largest context in `1..=config.seq_len` for which everything a transformer allocates
+/// ([`Footprint::allocated`]: run state, derived integer weights, RoPE table; one position per
+/// prefill batch, as the firmware runs) fits in `budget` bytes, or `None` if not even one
+/// position fits. The fixed-point KV cache takes half the bytes, so about twice the positions
+/// fit with [`Numerics::Fixed`].
+pub fn context_cap(
     config: &Config,
     weights: &Weights<'_>,
     budget: usize,
     numerics: Numerics,
 ) -> Option<usize> {
     let fits = |seq: usize| {
-        RunState::size(config, weights, seq, 1, numerics)
-            .map(|s| s.total() <= budget)
+        Footprint::of(config, weights, seq, 1, numerics)
+            .map(|f| f.allocated() <= budget)
             .unwrap_or(false)
     };
     if config.seq_len == 0 || !fits(1) {
@@ -40,6 +321,23 @@ pub fn context_cap_for(
         }
     }
     Some(lo)
+}
+
+/// Builds with the context `cap` and, when the build reports [`Error::OutOfMemory`], again
+/// with an eighth less, down to one position: a heap's free bytes can be split over regions,
+/// and each of the KV cache's two blocks must fit in one of them, which a byte count cannot
+/// see. Returns what was built and the context it holds.
+pub fn build_shrinking<T>(
+    mut cap: usize,
+    mut build: impl FnMut(usize) -> Result<T>,
+) -> Result<(T, usize)> {
+    loop {
+        match build(cap) {
+            Ok(t) => return Ok((t, cap)),
+            Err(Error::OutOfMemory { .. }) if cap > 1 => cap -= cap.div_ceil(8),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,49 +373,116 @@ pub(crate) mod tests {
         }
     }
 
+    fn checkpoint(name: &str) -> Checkpoint<'static> {
+        let bytes = std::fs::read(esp_llm_fixtures::shared("models").join(name)).unwrap();
+        Checkpoint::parse(std::vec::Vec::leak(bytes)).unwrap()
+    }
+
+    fn allocated(c: &Config, w: &Weights<'_>, seq: usize, n: Numerics) -> usize {
+        Footprint::of(c, w, seq, 1, n).unwrap().allocated()
+    }
+
     #[test]
     fn cap_is_the_largest_context_that_fits() {
-        let dir = esp_llm_fixtures::shared("models");
         for name in ["stories260K.bin", "stories260K_q80.bin"] {
-            let bytes = std::fs::read(dir.join(name)).unwrap();
-            let ckpt = Checkpoint::parse(&bytes).unwrap();
+            let ckpt = checkpoint(name);
             let (c, w) = (&ckpt.config, &ckpt.weights);
-            let full = RunState::size(c, w, c.seq_len, 1, Numerics::Float).unwrap().total();
-            assert_eq!(context_cap(c, w, full), Some(c.seq_len), "{name}");
-            assert_eq!(context_cap(c, w, usize::MAX), Some(c.seq_len));
-            for budget in [full - 1, full / 2, full / 7] {
-                let cap = context_cap(c, w, budget).unwrap();
-                assert!(RunState::size(c, w, cap, 1, Numerics::Float).unwrap().total() <= budget);
-                assert!(
-                    RunState::size(c, w, cap + 1, 1, Numerics::Float).unwrap().total() > budget,
-                    "{name} {budget}"
-                );
+            for n in [Numerics::Float, Numerics::Fixed] {
+                if n == Numerics::Fixed && !esp_llm_engine::fixed::supports(w) {
+                    continue;
+                }
+                let (full, one) = (allocated(c, w, c.seq_len, n), allocated(c, w, 1, n));
+                assert_eq!(context_cap(c, w, full, n), Some(c.seq_len), "{name}");
+                assert_eq!(context_cap(c, w, usize::MAX, n), Some(c.seq_len));
+                for budget in [full - 1, (full + one) / 2, one + (full - one) / 7, one] {
+                    let cap = context_cap(c, w, budget, n).unwrap();
+                    assert!(allocated(c, w, cap, n) <= budget);
+                    assert!(allocated(c, w, cap + 1, n) > budget, "{name} {budget}");
+                }
+                assert_eq!(context_cap(c, w, one - 1, n), None);
             }
-            let one = RunState::size(c, w, 1, 1, Numerics::Float).unwrap().total();
-            assert_eq!(context_cap(c, w, one - 1), None);
         }
     }
 
-    /// The fixed-point numerics keep keys and values as `i16`: the same budget holds about
-    /// twice the context (measured 148 -> 290 positions in 200,000 bytes), and the cap is still
-    /// exact.
+    /// The fixed-point numerics keep keys and values as `i16`: beside their integer scales
+    /// (counted in the budget), the same bytes hold about twice the context (148 -> 290
+    /// positions in 200,000 bytes of run state when this was written).
     #[test]
     fn fixed_numerics_fit_about_twice_the_context() {
-        let bytes =
-            std::fs::read(esp_llm_fixtures::shared("models").join("stories260K_q80.bin")).unwrap();
-        let ckpt = Checkpoint::parse(&bytes).unwrap();
+        let ckpt = checkpoint("stories260K_q80.bin");
         let (c, w) = (&ckpt.config, &ckpt.weights);
-        let size = |seq, n| RunState::size(c, w, seq, 1, n).unwrap();
-        assert_eq!(
-            size(c.seq_len, Numerics::Fixed).kv_cache * 2,
-            size(c.seq_len, Numerics::Float).kv_cache
-        );
+        let fp = |n| Footprint::of(c, w, c.seq_len, 1, n).unwrap();
+        let (float_fp, fixed_fp) = (fp(Numerics::Float), fp(Numerics::Fixed));
+        assert_eq!(fixed_fp.state.kv_cache * 2, float_fp.state.kv_cache);
         let budget = 200_000;
-        let float = context_cap_for(c, w, budget, Numerics::Float).unwrap();
-        let fixed = context_cap_for(c, w, budget, Numerics::Fixed).unwrap();
+        let float = context_cap(c, w, budget + float_fp.derived, Numerics::Float).unwrap();
+        let fixed = context_cap(c, w, budget + fixed_fp.derived, Numerics::Fixed).unwrap();
         // (The attention scores, n_heads * seq_len f32s, also grow with the context.)
         assert!(fixed * 10 >= float * 19 && fixed <= 2 * float, "{float} -> {fixed}");
-        assert!(size(fixed, Numerics::Fixed).total() <= budget);
-        assert!(size(fixed + 1, Numerics::Fixed).total() > budget);
+    }
+
+    #[test]
+    fn weights_go_to_the_fastest_memory_that_holds_them() {
+        assert_eq!(place_weights(100, 100, 0), Region::Sram);
+        assert_eq!(place_weights(101, 100, 101), Region::Psram);
+        assert_eq!(place_weights(101, 100, 100), Region::Flash);
+        assert_eq!(place_weights(0, 0, 0), Region::Sram);
+    }
+
+    #[test]
+    fn a_build_that_runs_out_of_memory_is_retried_with_less_context() {
+        let mut tried = std::vec::Vec::new();
+        let oom = || Error::OutOfMemory { what: "KV cache", bytes: 1 };
+        let r = build_shrinking(512, |cap| {
+            tried.push(cap);
+            if cap > 300 {
+                Err(oom())
+            } else {
+                Ok(cap * 2)
+            }
+        });
+        assert_eq!(r.unwrap(), (600, 300));
+        assert_eq!(tried, [512, 448, 392, 343, 300]);
+        // Down to one position, then the error itself; other errors are not retried.
+        let mut n = 0;
+        assert!(matches!(
+            build_shrinking(9, |_| -> Result<()> {
+                n += 1;
+                Err(oom())
+            }),
+            Err(Error::OutOfMemory { .. })
+        ));
+        assert_eq!(n, 8); // 9, 7, 6, 5, 4, 3, 2, 1
+        let r = build_shrinking(9, |_| -> Result<()> { Err(Error::Overflow { what: "x" }) });
+        assert!(matches!(r, Err(Error::Overflow { .. })));
+    }
+
+    /// The planner's rules on the chip table: on the S3 the fp32 stories260K (1 MB) and the
+    /// group-4 int8 file (0.5 MB with its f32 scales) both go to PSRAM, with their whole
+    /// context; an FPU-less chip runs the int8 one in fixed point with a capped context, its
+    /// weights read from flash; a file larger than the partition is refused.
+    #[test]
+    fn plans_on_the_chip_table() {
+        let s3 = chip("esp32s3").unwrap();
+        let c3 = chip("esp32c3").unwrap();
+        let q8 = checkpoint("stories260K_q80.bin");
+        let f32m = checkpoint("stories260K.bin");
+        let nq = Needs::of(&q8.config, &q8.weights).unwrap();
+        let nf = Needs::of(&f32m.config, &f32m.weights).unwrap();
+        assert!(nq.weights > s3.sram_for_data);
+        let p = plan(&nq, 512, s3, s3.psram, 3 << 20, nq.weights).unwrap();
+        assert_eq!((p.weights, p.numerics, p.seq_len), (Region::Psram, Numerics::Float, 512));
+        let p = plan(&nf, 512, s3, s3.psram, 3 << 20, nf.weights).unwrap();
+        assert_eq!(p.weights, Region::Psram);
+        assert_eq!(p.seq_len, 512);
+        let p = plan(&nq, 512, c3, 0, 3 << 20, nq.weights).unwrap();
+        assert_eq!((p.weights, p.numerics), (Region::Flash, Numerics::Fixed));
+        assert!(p.seq_len < 512 && p.seq_len >= MIN_CONTEXT, "{}", p.seq_len);
+        assert!(p.sram_used <= c3.sram_for_data);
+        assert!(matches!(
+            plan(&nq, 512, s3, s3.psram, 1000, 300_000),
+            Err(Error::OutOfMemory { .. })
+        ));
+        assert!(chip("esp8266").is_none());
     }
 }

@@ -11,9 +11,10 @@ use crate::files;
 use crate::flashing::bundled_model_partition;
 use crate::synth;
 use anyhow::{Context, Result};
+use esp_llm_board::plan::{self, Region};
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
-use esp_llm_engine::plan::{self, Needs, Region};
 use esp_llm_engine::Checkpoint;
+use esp_llm_engine::Needs;
 use std::path::Path;
 
 #[derive(clap::Args)]

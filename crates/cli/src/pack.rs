@@ -4,10 +4,11 @@ use crate::quantize::tensor_progress;
 use crate::run;
 use crate::units::human;
 use anyhow::{bail, Context, Result};
+use esp_llm_board::plan;
 use esp_llm_engine::checkpoint::bundle::{self, PackedTensor, Precision, Quant};
 use esp_llm_engine::model::Matrix;
-use esp_llm_engine::plan::{self, Needs};
 use esp_llm_engine::Checkpoint;
+use esp_llm_engine::Needs;
 use std::path::PathBuf;
 
 /// Weight storage in the bundle.

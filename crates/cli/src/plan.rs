@@ -3,8 +3,9 @@
 use crate::files;
 use crate::units::human;
 use anyhow::{bail, Context, Result};
-use esp_llm_engine::plan::{self, Needs, Region};
+use esp_llm_board::plan::{self, Region};
 use esp_llm_engine::Checkpoint;
+use esp_llm_engine::Needs;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -62,10 +63,10 @@ pub fn main(a: Args) -> Result<()> {
             blob.len(),
             human(partition),
             human(flash),
-            if matches!(ck.weights.token_embedding, esp_llm_engine::model::Matrix::Q8(_)) {
-                "use a smaller model or more flash (--flash)"
+            if matches!(ck.weights.token_embedding, esp_llm_engine::model::Matrix::F32 { .. }) {
+                "pack it as int8 or int4 (`esp-llm pack --fit <chip>` picks the best layout that fits), use a smaller model, or more flash (--flash)"
             } else {
-                "pack it as int8 (`esp-llm pack --quant q8`, a quarter of the size), use a smaller model, or more flash (--flash)"
+                "repack it with int4 tables (`esp-llm pack --fit <chip>`), use a smaller model, or more flash (--flash)"
             }
         );
     }

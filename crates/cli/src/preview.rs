@@ -9,8 +9,9 @@
 use crate::run::{load, pick_kernels, resolve_seed, NumericsArg};
 use anyhow::{bail, Context, Result};
 use embedded_graphics::prelude::Size;
+use esp_llm_board::plan;
 use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::plan::{self, Needs};
+use esp_llm_engine::Needs;
 use esp_llm_engine::{
     Checkpoint, Event, Generator, Math, Numerics, Options, Sampler, Tokenizer, Transformer,
 };

@@ -19,13 +19,13 @@ pub mod checkpoint;
 pub mod error;
 pub mod eval;
 pub mod fixed;
+pub mod footprint;
 pub mod forward;
 pub mod generate;
 pub mod kernels;
 pub mod math;
 pub mod model;
 pub mod parallel;
-pub mod plan;
 pub mod quantize;
 pub mod sampler;
 pub mod state;
@@ -34,12 +34,13 @@ pub mod transformer;
 
 pub use checkpoint::{Checkpoint, Format};
 pub use error::Error;
+pub use footprint::{Footprint, Needs};
 pub use generate::{Event, Generator, Stop};
 pub use math::Math;
 pub use model::Config;
 pub use sampler::Sampler;
 pub use tokenizer::Tokenizer;
-pub use transformer::{Footprint, Numerics, Options, Transformer};
+pub use transformer::{Numerics, Options, Transformer};
 
 /// The token id llama2.c uses for beginning-of-sequence; generation stops when it is sampled.
 pub const BOS: u32 = 1;

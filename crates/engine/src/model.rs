@@ -203,7 +203,7 @@ impl Q4Matrix<'_> {
     #[inline(always)]
     pub fn get(&self, i: usize) -> i8 {
         let (lo, hi) = nibbles(self.q[i / 2]);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             lo
         } else {
             hi
@@ -274,7 +274,7 @@ impl<'a> Matrix<'a> {
         (rows, cols, stride): (usize, usize, usize),
         group: usize,
     ) -> Result<Self> {
-        if group == 0 || group % Q4_GROUP_UNIT != 0 || stride % group != 0 {
+        if group == 0 || !group.is_multiple_of(Q4_GROUP_UNIT) || !stride.is_multiple_of(group) {
             return Err(Error::BadGroupSize { tensor, group_size: group, row_len: stride });
         }
         if stride < cols || stride % Q4_STRIDE_UNIT != 0 {

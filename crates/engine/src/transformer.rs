@@ -5,6 +5,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::fixed::{Fixed, FixedWeights};
+use crate::footprint::Footprint;
 use crate::forward::{step, Ctx, Float};
 use crate::kernels::{self, Kernels};
 use crate::math::Math;
@@ -70,53 +71,6 @@ impl Default for Options<'_> {
             prefill: 1,
             math: Math::default(),
         }
-    }
-}
-
-/// Every byte a [`Transformer`] allocates, and the weights it reads, from the config, the
-/// weights' layout and the options alone: what a planner needs to know before building one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Footprint {
-    /// Bytes of weights the model reads (borrowed, not allocated).
-    pub weights: usize,
-    /// The run state: KV cache and activations.
-    pub state: StateSize,
-    /// What the numerics derive at load (the fixed point's integer scales and norms) and the
-    /// RoPE frequencies.
-    pub derived: usize,
-    /// The context the run state holds.
-    pub seq_len: usize,
-    /// Positions per prefill batch.
-    pub batch: usize,
-}
-
-impl Footprint {
-    /// The footprint of a transformer for `config` and `weights` with a context of `seq_len`
-    /// (capped to the model's), `prefill` positions per batch and the given numerics.
-    pub fn of(
-        config: &Config,
-        weights: &Weights<'_>,
-        seq_len: usize,
-        prefill: usize,
-        numerics: Numerics,
-    ) -> Result<Footprint> {
-        let seq_len = config.seq_len.min(seq_len);
-        let batch = match numerics {
-            Numerics::Float => prefill.max(1),
-            Numerics::Fixed => 1,
-        };
-        let state = RunState::size(config, weights, seq_len, batch, numerics)?;
-        let fixed = match numerics {
-            Numerics::Float => 0,
-            Numerics::Fixed => FixedWeights::size(config, weights),
-        };
-        let rope = config.head_size().div_ceil(2) * 4;
-        Ok(Footprint { weights: weights.bytes(), state, derived: fixed + rope, seq_len, batch })
-    }
-
-    /// Bytes allocated by [`Transformer::new`].
-    pub fn allocated(&self) -> usize {
-        self.state.total() + self.derived
     }
 }
 
