@@ -65,7 +65,8 @@ then run this script again. Upstream rustc (Debian's or rustup's) cannot link Xt
 MSG
             exit 1
         fi
-        (cd "$root" && cargo +esp rustc -p esp-llm-capi --lib --crate-type staticlib --no-default-features "${profile_args[@]}" \
+        # With the engine's LX7 assembly kernels (PIE int8, FPU f32), as the firmware has them.
+        (cd "$root" && cargo +esp rustc -p esp-llm-capi --lib --crate-type staticlib --no-default-features --features lx7 "${profile_args[@]}" \
             --target "$target" -Zbuild-std=core,alloc)
     else
         if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/src/rust/library ]; then

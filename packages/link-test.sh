@@ -55,8 +55,7 @@ for chip in "${chips[@]}"; do
         *) echo "unknown chip '$chip' (esp32c3, esp32c6, esp32p4)" >&2; exit 2 ;;
     esac
     lib="$here/arduino/EspLlm/src/$chip/libesp_llm.a"
-    newest_src=$(find "$here/../crates/engine/src" "$here/../crates/capi/src" -newer "$lib" -name '*.rs' 2>/dev/null | head -n 1)
-    if [ ! -f "$lib" ] || [ -n "$newest_src" ]; then
+    if [ ! -f "$lib" ] || [ -n "$(find "$here/../crates/engine/src" "$here/../crates/capi/src" -newer "$lib" \( -name '*.rs' -o -name '*.S' \) | head -n 1)" ]; then
         "$here/build.sh" "$chip"
     fi
     elf="$out/$chip.elf"

@@ -184,8 +184,9 @@ pub fn find_model(table: &[u8]) -> Result<Partition, TableError> {
     find(table, MODEL_LABEL)
 }
 
-/// MD5 of the bytes before the table's MD5 entry (integrity only, not security).
-fn md5_digest(data: &[u8]) -> [u8; 16] {
+/// MD5 of `data`, as the partition table's MD5 entry and espflash's flash check use it
+/// (integrity only, not security). `esp-llm flash` compares the board's hash of the model with it.
+pub fn md5_digest(data: &[u8]) -> [u8; 16] {
     use md5::Digest;
     md5::Md5::digest(data).into()
 }

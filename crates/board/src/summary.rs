@@ -2,7 +2,8 @@
 //!
 //! N counts forward passes (prompt positions included, as llama2.c's `run` counts them), M is
 //! wall time in whole milliseconds, and the rate is computed from microseconds so that short
-//! runs still get a meaningful figure.
+//! runs still get a meaningful figure. [`Reported::parse`] reads the line back (`esp-llm chat`),
+//! so printing and parsing live side by side and are tested against each other.
 
 use core::fmt;
 
@@ -33,6 +34,43 @@ impl fmt::Display for Summary {
     }
 }
 
+/// The prompt the REPL prints when it waits for a line (at the start of a line).
+pub const PROMPT: &str = "> ";
+
+/// The line printed when Ctrl-C (the byte [`CTRL_C`]) stopped a story, before its summary.
+pub const INTERRUPTED: &str = "^C";
+
+/// The byte that stops a story.
+pub const CTRL_C: u8 = 0x03;
+
+/// A summary line as a client reads it back: the whole milliseconds and the rate as printed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reported {
+    /// Forward passes run.
+    pub tokens: usize,
+    /// Elapsed time in whole milliseconds.
+    pub ms: u64,
+    /// Tokens per second, `None` when printed as `-` (no time elapsed).
+    pub tok_per_s: Option<f64>,
+}
+
+impl Reported {
+    /// Parses what [`Summary`]'s `Display` prints (without the line end; a trailing CR is
+    /// ignored). `None` for any other line.
+    pub fn parse(line: &str) -> Option<Reported> {
+        let line = line.trim_end_matches('\r');
+        let (tokens, rest) = line.split_once(' ')?;
+        let rest = rest.strip_prefix("tokens in ").or_else(|| rest.strip_prefix("token in "))?;
+        let (ms, rest) = rest.split_once(" ms (")?;
+        let rate = rest.strip_suffix(" tok/s)")?;
+        Some(Reported {
+            tokens: tokens.parse().ok()?,
+            ms: ms.parse().ok()?,
+            tok_per_s: if rate == "-" { None } else { Some(rate.parse().ok()?) },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +98,22 @@ mod tests {
         let s = Summary { tokens: 7, micros: 123_456 };
         let r = s.tokens_per_second().unwrap();
         assert!((r - 7.0 / 0.123456).abs() < 1e-9);
+    }
+
+    #[test]
+    fn what_is_printed_parses_back() {
+        for (tokens, micros) in [(256, 3_200_000), (1, 1500), (3, 999), (0, 0), (7, 123_456)] {
+            let s = Summary { tokens, micros };
+            let r = Reported::parse(&s.to_string()).unwrap();
+            assert_eq!((r.tokens, r.ms), (tokens, micros / 1000));
+            match (r.tok_per_s, s.tokens_per_second()) {
+                (Some(a), Some(b)) => assert!((a - b).abs() <= 0.005, "{a} {b}"),
+                (a, b) => assert_eq!(a, b),
+            }
+        }
+        assert_eq!(Reported::parse("256 tokens in 3200 ms (80.00 tok/s)\r").unwrap().ms, 3200);
+        for not in ["Once upon a time", "", "x tokens in 1 ms (1.00 tok/s)", "3 tokens in 1 ms"] {
+            assert_eq!(Reported::parse(not), None, "{not}");
+        }
     }
 }

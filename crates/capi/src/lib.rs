@@ -32,6 +32,7 @@ mod runtime;
 use alloc::boxed::Box;
 use core::ffi::{c_char, c_void, CStr};
 use core::fmt::{self, Write as _};
+use esp_llm_board::model::{self, ProbeError};
 use esp_llm_engine::chat::{Chat, TurnEnd};
 use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::fixed::{self, FixedWeights};
@@ -205,7 +206,8 @@ pub struct esp_llm_result {
 
 /// Receives the text of one token: `len` bytes at `piece` (not NUL-terminated; a byte-fallback
 /// token can be part of a multi-byte UTF-8 character). Called only for non-empty pieces.
-/// Return true to go on, false to stop after this piece.
+/// Return true to go on, false to stop after this piece. It runs inside the call that was given
+/// it and must not call `esp_llm_*` functions on the same model (it may on another model).
 pub type esp_llm_piece_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, piece: *const c_char, len: usize) -> bool>;
 
@@ -226,6 +228,8 @@ pub struct esp_llm_model {
 /// Why a call failed, before it is written out as a status and a message.
 enum Failure {
     Engine(Error),
+    /// The first bytes of a bundle or partition: erased, not a bundle, impossible length.
+    Probe(ProbeError),
     Invalid(esp_llm_status, &'static str),
 }
 
@@ -233,6 +237,7 @@ impl Failure {
     fn status(&self) -> esp_llm_status {
         match self {
             Failure::Invalid(s, _) => *s,
+            Failure::Probe(_) => ESP_LLM_ERR_FORMAT,
             Failure::Engine(e) => match e {
                 Error::Tokenizer { .. } => ESP_LLM_ERR_TOKENIZER,
                 Error::BadSetting { .. } => ESP_LLM_ERR_SETTING,
@@ -253,6 +258,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Engine(e) => write!(f, "{e}"),
+            Failure::Probe(e) => write!(f, "{e}"),
             Failure::Invalid(_, m) => f.write_str(m),
         }
     }
@@ -401,17 +407,15 @@ fn model_bytes(bytes: &[u8]) -> Outcome<&[u8]> {
     if !bundle::is_bundle(bytes) {
         return Ok(bytes);
     }
-    let h = bundle::read_header(bytes)?;
-    match usize::try_from(h.file_len) {
-        Ok(n) if n <= bytes.len() => Ok(&bytes[..n]),
-        _ => Err(Error::Truncated {
-            section: "bundle",
-            offset: 0,
-            need: usize::try_from(h.file_len).unwrap_or(usize::MAX),
-            len: bytes.len(),
-        }
-        .into()),
-    }
+    let n = bundle_len(bytes, bytes.len())?;
+    Ok(&bytes[..n])
+}
+
+/// The length of the bundle whose header starts `head`, checked against the `available` bytes
+/// (the firmware's check of its `model` partition, `esp_llm_board::model::probe`).
+fn bundle_len(head: &[u8], available: usize) -> Outcome<usize> {
+    let available = u64::try_from(available).unwrap_or(u64::MAX);
+    model::probe(head, available).map_err(Failure::Probe)
 }
 
 /// Everything `esp_llm_open` decides before allocating: the parsed checkpoint, the tokenizer
@@ -588,20 +592,7 @@ pub unsafe extern "C" fn esp_llm_bundle_length(
     let (len, err) = unsafe { (len.as_mut(), err.as_mut()) };
     boundary(err, || {
         let bytes = unsafe { c_buffer(head, head_len, "bundle header bytes are NULL") }?;
-        if bytes.len() >= bundle::HEADER_SIZE
-            && bytes[..bundle::HEADER_SIZE].iter().all(|&b| b == 0xFF)
-        {
-            return Err(Failure::Invalid(
-                ESP_LLM_ERR_FORMAT,
-                "erased flash: no bundle was written here (esp-llm flash --model ...)",
-            ));
-        }
-        let h = bundle::read_header(bytes)?;
-        let n = usize::try_from(h.file_len).unwrap_or(usize::MAX);
-        if n > available {
-            let e = Error::Truncated { section: "bundle", offset: 0, need: n, len: available };
-            return Err(e.into());
-        }
+        let n = bundle_len(bytes, available)?;
         if let Some(out) = len {
             *out = n;
         }

@@ -8,8 +8,9 @@
 //! independent. One untimed warm-up run first maps the weights in.
 
 use crate::files;
-use crate::run::{pick_kernels, transformer};
+use crate::setup::{check_memory, pick_kernels, transformer, NumericsArg};
 use anyhow::{bail, Context, Result};
+use esp_llm_engine::sampler::argmax;
 use esp_llm_engine::Checkpoint;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,8 +28,8 @@ pub struct Args {
     #[arg(long)]
     pub kernels: Option<String>,
     /// float (llama2.c's arithmetic) or fixed (the integer path of FPU-less chips; int8 only).
-    #[arg(long, value_enum, default_value_t = crate::run::NumericsArg::Float)]
-    pub numerics: crate::run::NumericsArg,
+    #[arg(long, value_enum, default_value_t = NumericsArg::Float)]
+    pub numerics: NumericsArg,
     /// Prompt tokens for the prompt-processing test (0 skips it).
     #[arg(long, default_value_t = 128)]
     pub prompt: usize,
@@ -53,16 +54,6 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 pub fn main(a: Args) -> Result<()> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
@@ -73,7 +64,7 @@ pub fn main(a: Args) -> Result<()> {
     let format = ck.format;
     let c = ck.config;
     let numerics = a.numerics.into();
-    crate::run::check_memory(&ck, None, numerics)?;
+    check_memory(&ck, None, numerics)?;
     let kernels = pick_kernels(a.kernels.as_deref())?;
     let mut t = transformer(ck, a.threads, kernels, numerics, esp_llm_engine::Math::default())?;
     if a.prompt > c.seq_len || a.gen > c.seq_len {

@@ -1,6 +1,7 @@
-//! `esp-llm chat --port PORT`: talk to a board's REPL, interactively or from a script.
+//! `esp-llm chat [-p PORT]`: talk to a board's REPL, interactively or from a script.
 
-use crate::link::{self, Repl};
+use crate::port;
+use crate::repl_client::Repl;
 use anyhow::{Context, Result};
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub link: link::PortArgs,
+    pub link: port::PortArgs,
     /// Scripting mode: send this prompt, print the answer, exit.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -20,8 +21,8 @@ pub struct Args {
     /// Temperature to set on the board first (/temp).
     #[arg(short = 't', long)]
     pub temperature: Option<f32>,
-    /// Top-p to set on the board first (/topp).
-    #[arg(short = 'p', long)]
+    /// Top-p to set on the board first (/topp). (`-p` is the port, as in espflash.)
+    #[arg(long)]
     pub topp: Option<f32>,
     /// Seed to set on the board first (/seed).
     #[arg(short = 's', long)]
@@ -35,9 +36,9 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let link = a.link.open()?;
+    let (link, name) = a.link.open()?;
     let mut repl = Repl::new(link, Duration::from_secs(a.timeout))?;
-    repl.sync().with_context(|| format!("no REPL prompt from {}", a.link.port))?;
+    repl.sync().with_context(|| format!("no REPL prompt from {name}"))?;
     // Our own typing is already on the screen: ask the board not to echo it back.
     repl.command("/echo off").ok();
     let settings = [

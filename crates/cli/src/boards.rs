@@ -8,8 +8,8 @@
 //! shape (`esp-llm synth`); the tokenizer is the real one (found or downloaded like `run`'s).
 
 use crate::files;
-use crate::flashing::bundled_model_partition;
-use crate::synth;
+use crate::layout::{bundled_model_partition, FLASH_SIZES};
+use crate::synthetic;
 use anyhow::{Context, Result};
 use esp_llm_board::plan::{self, Region};
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
@@ -24,12 +24,9 @@ pub struct Args {
     pub models: Vec<String>,
 }
 
-/// Flash sizes that have a bundled layout (firmware/partitions-*.csv), smallest first.
-pub const FLASH_SIZES: [usize; 3] = [4 << 20, 16 << 20, 32 << 20];
-
 pub fn main(a: Args) -> Result<()> {
     let names: Vec<&str> = if a.models.is_empty() {
-        synth::SHAPES.iter().map(|(n, _)| *n).collect()
+        synthetic::SHAPES.iter().map(|(n, _)| *n).collect()
     } else {
         a.models.iter().map(String::as_str).collect()
     };
@@ -47,11 +44,11 @@ pub fn main(a: Args) -> Result<()> {
     outln!("{head}");
     outln!("{rule}");
     for name in names {
-        let c = synth::parse_shape(name)?;
+        let c = synthetic::parse_shape(name)?;
         let tok_path = files::default_tokenizer(Path::new(""), c.vocab_size)?;
         let tok = files::load(&tok_path, "tokenizer")?;
-        let mut v0 = Vec::with_capacity(synth::file_bytes(&c) as usize);
-        synth::write_v0(&c, 1, &mut v0, &mut |_| {})?;
+        let mut v0 = Vec::with_capacity(synthetic::file_bytes(&c) as usize);
+        synthetic::write_v0(&c, 1, &mut v0, &mut |_| {})?;
         let ck = Checkpoint::parse(&v0).with_context(|| format!("the {name} shape"))?;
         for (label, quant) in [("f32", Quant::F32), ("int8", Quant::Q8(None))] {
             let (b, _) = bundle::pack(&ck, &tok, quant, &mut |_| {})?;

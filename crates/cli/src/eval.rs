@@ -32,8 +32,8 @@ pub struct Args {
     pub prompts: Vec<String>,
     /// Numerics of the candidate: float (llama2.c's) or fixed (the integer path of FPU-less
     /// chips; int8 only). The reference always runs in float.
-    #[arg(long, value_enum, default_value_t = crate::run::NumericsArg::Float)]
-    pub numerics: crate::run::NumericsArg,
+    #[arg(long, value_enum, default_value_t = crate::setup::NumericsArg::Float)]
+    pub numerics: crate::setup::NumericsArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

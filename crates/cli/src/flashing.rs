@@ -1,101 +1,35 @@
 //! Getting a model onto a board: the flash layout (partition tables), the app image built from
 //! the firmware ELF with espflash, the model bundle checked against the chip's plan, and the two
 //! commands that use them: `esp-llm image` (one merged file) and `esp-llm flash` (over serial).
+//! A firmware ELF built for another chip is refused before anything is written.
 
+use crate::device::{self, After};
 use crate::files;
-use crate::quantize::tensor_progress;
+use crate::layout::{parse_flash_size, FlashSizeArg};
+use crate::pack::QuantArg;
+use crate::port;
+use crate::units::human;
 use anyhow::{anyhow, bail, Context, Result};
 use esp_idf_part::PartitionTable;
 use esp_llm_board::plan;
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
+use esp_llm_engine::model::Matrix;
 use esp_llm_engine::Needs;
 use esp_llm_engine::{Checkpoint, Tokenizer};
-use espflash::flasher::{FlashData, FlashSettings, FlashSize, Flasher};
+use espflash::flasher::{FlashData, FlashSettings};
 use espflash::image_format::idf::IdfBootloaderFormat;
+use espflash::image_format::Metadata;
 use espflash::target::{Chip, ProgressCallbacks};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
-/// The repository's flash layouts (firmware/partitions-*.csv).
-const TABLE_4MB: &str = include_str!("../../../firmware/partitions-4mb.csv");
-const TABLE_16MB: &str = include_str!("../../../firmware/partitions-16mb.csv");
-const TABLE_32MB: &str = include_str!("../../../firmware/partitions-32mb.csv");
-
-/// Flash sizes with a bundled layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlashSizeArg {
-    /// 4 MB (ESP32-C3/C6 DevKits): 3 MB model partition at 0x100000.
-    Mb4,
-    /// 16 MB (ESP32-S3-LCD-2, N16R8 modules, ESP32-P4): 12 MB model partition at 0x400000.
-    Mb16,
-    /// 32 MB (N32R8 modules): 28 MB model partition at 0x400000.
-    Mb32,
-}
-
-/// `--flash-size` in the units every size takes (`4MB`, `16mb`, `32M`; a bare number is MB).
-pub fn parse_flash_size(s: &str) -> std::result::Result<FlashSizeArg, String> {
-    let bytes = crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))?;
-    match bytes >> 20 {
-        4 if bytes == 4 << 20 => Ok(FlashSizeArg::Mb4),
-        16 if bytes == 16 << 20 => Ok(FlashSizeArg::Mb16),
-        32 if bytes == 32 << 20 => Ok(FlashSizeArg::Mb32),
-        _ => Err(format!(
-            "{} of flash has no bundled layout: use 4MB, 16MB or 32MB, or pass --partition-table",
-            crate::units::human(bytes)
-        )),
-    }
-}
-
-impl FlashSizeArg {
-    pub fn bytes(self) -> usize {
-        match self {
-            FlashSizeArg::Mb4 => 4 << 20,
-            FlashSizeArg::Mb16 => 16 << 20,
-            FlashSizeArg::Mb32 => 32 << 20,
-        }
-    }
-    fn espflash(self) -> FlashSize {
-        match self {
-            FlashSizeArg::Mb4 => FlashSize::_4Mb,
-            FlashSizeArg::Mb16 => FlashSize::_16Mb,
-            FlashSizeArg::Mb32 => FlashSize::_32Mb,
-        }
-    }
-    fn table(self) -> &'static str {
-        match self {
-            FlashSizeArg::Mb4 => TABLE_4MB,
-            FlashSizeArg::Mb16 => TABLE_16MB,
-            FlashSizeArg::Mb32 => TABLE_32MB,
-        }
-    }
-    /// The reference board's flash for a chip.
-    pub fn default_for(chip: &str) -> Self {
-        if matches!(chip, "esp32s3" | "esp32p4") {
-            FlashSizeArg::Mb16
-        } else {
-            FlashSizeArg::Mb4
-        }
-    }
-}
-
-/// Size of the `model` partition in the bundled layout for this much flash, if there is one.
-pub fn bundled_model_partition(flash_bytes: usize) -> Option<usize> {
-    let csv = match flash_bytes {
-        b if b == 4 << 20 => TABLE_4MB,
-        b if b == 16 << 20 => TABLE_16MB,
-        b if b == 32 << 20 => TABLE_32MB,
-        _ => return None,
-    };
-    let table = PartitionTable::try_from_str(csv).ok()?;
-    table.find("model").map(|p| p.size() as usize)
-}
-
 /// Options shared by `image` and `flash`.
 #[derive(clap::Args, Clone)]
 pub struct Layout {
-    /// Target chip: esp32s3, esp32p4, esp32c6 or esp32c3.
+    /// Target chip: esp32s3, esp32p4, esp32c6 or esp32c3. Default: the chip the firmware ELF
+    /// was built for.
     #[arg(long)]
-    pub chip: String,
+    pub chip: Option<String>,
     /// Flash size: 4MB, 16MB or 32MB (chooses the partition table). Default: 16MB for
     /// esp32s3/esp32p4, else 4MB.
     #[arg(long, value_parser = parse_flash_size)]
@@ -106,6 +40,10 @@ pub struct Layout {
     /// Tokenizer to pack with a llama2.c checkpoint. Default: beside the model.
     #[arg(short = 'z', long)]
     pub tokenizer: Option<PathBuf>,
+    /// Weight storage when a llama2.c checkpoint is packed. Default: what `esp-llm plan` says
+    /// runs fastest on the chip (an int8 source stays int8).
+    #[arg(long, value_enum)]
+    pub quant: Option<QuantArg>,
 }
 
 /// The resolved layout: chip, flash size, partition table (as a file espflash can read).
@@ -118,14 +56,102 @@ pub struct Resolved {
     pub model_size: u32,
 }
 
-pub fn resolve(l: &Layout) -> Result<Resolved> {
-    if plan::chip(&l.chip).is_none() {
+/// The chip a firmware ELF was built for, and how that was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfChip {
+    /// The chip's name as `--chip` spells it (esp32c3).
+    pub name: String,
+    /// What told: the ELF's `.espressif.metadata`, or its ISA (e_machine and RISC-V attributes).
+    pub from: &'static str,
+}
+
+/// Reads which chip a firmware ELF is for: espflash's metadata section (`build_info.CHIP_NAME`)
+/// when the app has one, else the instruction set, which tells our four chips apart: Xtensa is
+/// the ESP32-S3; RISC-V with F is the P4 (rv32imafc), with A the C6 (rv32imac), else the C3
+/// (rv32imc). `Ok(None)` when the file says nothing either way.
+pub fn elf_chip(elf: &[u8]) -> Result<Option<ElfChip>> {
+    use object::{Architecture, Object, ObjectSection};
+    if let Some(name) = Metadata::from_bytes(Some(elf)).chip_name() {
+        let name = name.to_ascii_lowercase().replace('-', "");
+        return Ok(Some(ElfChip { name, from: "its .espressif.metadata" }));
+    }
+    let file = object::File::parse(elf).map_err(|e| anyhow!("not an ELF file: {e}"))?;
+    match file.architecture() {
+        Architecture::Xtensa => {
+            Ok(Some(ElfChip { name: "esp32s3".into(), from: "its Xtensa code" }))
+        }
+        Architecture::Riscv32 => {
+            let Some(arch) = file
+                .section_by_name(".riscv.attributes")
+                .and_then(|s| s.data().ok())
+                .and_then(riscv_arch)
+            else {
+                return Ok(None);
+            };
+            let name = if arch.contains(&'f') {
+                "esp32p4"
+            } else if arch.contains(&'a') {
+                "esp32c6"
+            } else {
+                "esp32c3"
+            };
+            Ok(Some(ElfChip { name: name.into(), from: "its RISC-V extensions" }))
+        }
+        other => bail!("the firmware ELF is for {other:?}, not an ESP32 chip"),
+    }
+}
+
+/// The single-letter ISA extensions in a `.riscv.attributes` arch string (`rv32i2p1_m2p0_c2p0`).
+fn riscv_arch(attributes: &[u8]) -> Option<Vec<char>> {
+    let at = attributes.windows(4).position(|w| w == b"rv32")?;
+    let rest = &attributes[at + 4..];
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    let arch = std::str::from_utf8(&rest[..end]).ok()?;
+    let mut letters = Vec::new();
+    for (i, part) in arch.split('_').enumerate() {
+        let mut chars = part.chars();
+        // The first part is the base (`i2p1`, `e`); the others one extension each, single
+        // letters followed by a version (`m2p0`), or multi-letter `z...`/`x...` names.
+        let (Some(c), next) = (chars.next(), chars.next()) else { continue };
+        if i == 0 || next.is_none_or(|n| n.is_ascii_digit()) {
+            letters.push(c);
+        }
+        if i == 0 {
+            // `rv32imac` without versions names several letters at once.
+            letters.extend(part.chars().skip(1).take_while(|c| c.is_ascii_lowercase()));
+        }
+    }
+    Some(letters)
+}
+
+/// The layout for `--chip` (or the ELF's chip) and the flash options. A firmware ELF built for
+/// another chip than `--chip` is refused, naming both.
+pub fn resolve(l: &Layout, elf: Option<&[u8]>) -> Result<Resolved> {
+    let from_elf = match elf {
+        Some(e) => elf_chip(e).context("reading the firmware ELF")?,
+        None => None,
+    };
+    let chip_name = match (&l.chip, from_elf) {
+        (Some(c), Some(e)) if !c.eq_ignore_ascii_case(&e.name) => bail!(
+            "the firmware ELF is built for {} (from {}), not for --chip {c}: build it for {c} (firmware/build.sh {c} --release) or pass --chip {}",
+            e.name,
+            e.from,
+            e.name
+        ),
+        (Some(c), _) => c.to_ascii_lowercase(),
+        (None, Some(e)) => e.name,
+        (None, None) if elf.is_some() => {
+            bail!("cannot tell which chip the firmware ELF is for: pass --chip")
+        }
+        (None, None) => bail!("pass --chip (esp32s3, esp32p4, esp32c6 or esp32c3)"),
+    };
+    if plan::chip(&chip_name).is_none() {
         let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
-        bail!("unknown chip '{}'; choose one of {}", l.chip, names.join(", "));
+        bail!("unknown chip '{chip_name}'; choose one of {}", names.join(", "));
     }
     let chip: Chip =
-        l.chip.parse().map_err(|_| anyhow!("espflash does not know chip '{}'", l.chip))?;
-    let flash = l.flash_size.unwrap_or_else(|| FlashSizeArg::default_for(&l.chip));
+        chip_name.parse().map_err(|_| anyhow!("espflash does not know chip '{chip_name}'"))?;
+    let flash = l.flash_size.unwrap_or_else(|| FlashSizeArg::default_for(&chip_name));
     let csv = match &l.partition_table {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read partition table {}", p.display()))?,
@@ -138,18 +164,30 @@ pub fn resolve(l: &Layout) -> Result<Resolved> {
         .ok_or_else(|| anyhow!("the partition table has no partition labelled 'model'"))?;
     let (model_offset, model_size) = (model.offset(), model.size());
     if model_offset as usize + model_size as usize > flash.bytes() {
-        bail!("the model partition ends past the end of {} MB of flash", flash.bytes() >> 20);
+        bail!("the model partition ends past the end of {} of flash", human(flash.bytes()));
     }
     let mut table_file = tempfile::NamedTempFile::new()?;
     std::io::Write::write_all(&mut table_file, csv.as_bytes())?;
-    Ok(Resolved { chip, chip_name: l.chip.clone(), flash, table_file, model_offset, model_size })
+    Ok(Resolved { chip, chip_name, flash, table_file, model_offset, model_size })
 }
 
 /// The bundle to flash: a bundle file as it is (checksum verified), or a llama2.c checkpoint
-/// packed on the fly. Refused when it does not fit the partition or the chip's plan.
-pub fn model_bundle(path: &Path, tokenizer: Option<&Path>, r: &Resolved) -> Result<Vec<u8>> {
+/// packed on the fly (with `quant`, else what the chip's plan runs fastest). Refused when it
+/// does not fit the partition or the chip's plan.
+pub fn model_bundle(
+    path: &Path,
+    tokenizer: Option<&Path>,
+    quant: Option<QuantArg>,
+    r: &Resolved,
+) -> Result<Vec<u8>> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let chip = plan::chip(&r.chip_name).ok_or_else(|| anyhow!("unknown chip"))?;
+    let fits = |b: &[u8]| -> Result<plan::Plan> {
+        let ck = Checkpoint::parse(b)?;
+        let needs = Needs::of(&ck.config, &ck.weights)?;
+        Ok(plan::plan(&needs, ck.config.seq_len, chip, chip.psram, r.model_size as usize, b.len())?)
+    };
     let bytes = if bundle::is_bundle(&bytes) {
         bundle::verify(&bytes).with_context(|| format!("{}", path.display()))?;
         bytes
@@ -163,37 +201,82 @@ pub fn model_bundle(path: &Path, tokenizer: Option<&Path>, r: &Resolved) -> Resu
             .with_context(|| format!("cannot read tokenizer {}", tok_path.display()))?;
         Tokenizer::from_bytes(&tok, ck.config.vocab_size)
             .with_context(|| format!("{}", tok_path.display()))?;
-        let pb = tensor_progress(ck.weights.layers.len() * 9 + 3, bytes.len());
-        let (b, _) = bundle::pack(&ck, &tok, keep_quant(&ck), &mut |n| {
-            pb.set_message(n);
-            pb.inc(1);
-        })?;
-        pb.finish_and_clear();
-        eprintln!("packed {} into a {}-byte bundle", path.display(), b.len());
-        b
+        let int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
+        let mixed = Quant::Mixed {
+            embedding: bundle::Precision::Q4(96),
+            layers: bundle::Precision::Q8(None),
+        };
+        let mut candidates: Vec<(Quant, &str)> = match quant {
+            Some(QuantArg::F32) => vec![(Quant::F32, "f32")],
+            Some(QuantArg::Q8) => vec![(Quant::Q8(None), "int8")],
+            Some(QuantArg::Q4) => vec![(Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")],
+            Some(QuantArg::Mixed) => vec![(mixed, "int4/int8 mixed")],
+            // An int8 source keeps its own groups; an f32 one may stay f32 or become int8; int4
+            // layouts only when nothing larger fits the partition (see below).
+            None if int8 => vec![(Quant::Q8(None), "int8")],
+            None => vec![(Quant::F32, "f32"), (Quant::Q8(None), "int8")],
+        };
+        // A model that fits no int8 layout gets the int4 ones `pack --fit` would try.
+        let fits_int8 = candidates.iter().any(|(q, _)| {
+            bundle::packed_len(&ck, tok.len(), *q).is_ok_and(|n| n <= r.model_size as usize)
+        });
+        if quant.is_none() && !fits_int8 {
+            candidates =
+                vec![(mixed, "int4/int8 mixed"), (Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")];
+        }
+        // Pack each candidate and keep the one the plan says is fastest (f32 on a tie).
+        let mut best: Option<(Vec<u8>, &str, f64)> = None;
+        for (q, name) in candidates {
+            let (b, _) = crate::pack::pack(&ck, &tok, q, bytes.len())?;
+            if b.len() > r.model_size as usize {
+                continue;
+            }
+            if let Ok(p) = fits(&b) {
+                if best.as_ref().is_none_or(|(_, _, t)| p.tok_per_s > *t) {
+                    best = Some((b, name, p.tok_per_s));
+                }
+            } else if best.is_none() && quant.is_some() {
+                best = Some((b, name, 0.0));
+            }
+        }
+        match best {
+            Some((b, name, _)) => {
+                eprintln!(
+                    "packed {} as an {name} bundle of {} ({}for {})",
+                    path.display(),
+                    human(b.len()),
+                    if quant.is_some() { "as asked, " } else { "the plan's fastest " },
+                    r.chip_name
+                );
+                b
+            }
+            // Nothing fit: pack as asked (or as the source is) so the errors below say why.
+            None => {
+                let q =
+                    if int8 || quant == Some(QuantArg::Q8) { Quant::Q8(None) } else { Quant::F32 };
+                crate::pack::pack(&ck, &tok, q, bytes.len())?.0
+            }
+        }
     };
     if bytes.len() > r.model_size as usize {
+        let ck = Checkpoint::parse(&bytes)?;
+        let f32_weights = !matches!(ck.weights.token_embedding, Matrix::Q8(_));
         bail!(
-            "the model bundle is {} bytes but the 'model' partition holds {} bytes; use an int8 bundle (esp-llm pack --quant q8) or a bigger flash layout",
+            "the model bundle is {} ({} bytes) but the 'model' partition holds {}; {}",
+            human(bytes.len()),
             bytes.len(),
-            r.model_size
+            human(r.model_size as usize),
+            if f32_weights {
+                "use an int8 bundle (esp-llm pack --quant q8), a smaller model or a bigger flash layout (--flash-size)"
+            } else {
+                "use a smaller model or a bigger flash layout (--flash-size)"
+            }
         );
     }
-    let ck = Checkpoint::parse(&bytes)?;
-    let needs = Needs::of(&ck.config, &ck.weights)?;
-    let chip = plan::chip(&r.chip_name).ok_or_else(|| anyhow!("unknown chip"))?;
-    plan::plan(&needs, ck.config.seq_len, chip, chip.psram, r.model_size as usize, bytes.len())
-        .with_context(|| {
-            format!("the plan says this model cannot run on {} (see esp-llm plan)", r.chip_name)
-        })?;
+    fits(&bytes).with_context(|| {
+        format!("the plan says this model cannot run on {} (see esp-llm plan)", r.chip_name)
+    })?;
     Ok(bytes)
-}
-
-/// Packing a checkpoint for a board keeps its precision: every int8 or int4 tensor keeps its
-/// values and groups, f32 stays f32 (`esp-llm pack --quant q8` makes an int8 bundle from an f32
-/// model).
-fn keep_quant(_ck: &Checkpoint<'_>) -> Quant {
-    Quant::Keep
 }
 
 /// The app image segments (bootloader, partition table, app) for a firmware ELF.
@@ -205,14 +288,40 @@ pub fn app_segments(elf: &[u8], r: &Resolved) -> Result<Vec<(u32, Vec<u8>)>> {
     Ok(image.flash_segments().map(|s| (s.addr, s.data().to_vec())).collect())
 }
 
+/// The firmware ELF: positional, or `--firmware` (the older spelling).
+#[derive(clap::Args, Clone)]
+pub struct Firmware {
+    /// Firmware ELF (firmware/build.sh prints its path; `cargo build` puts it in
+    /// firmware/target/<target>/release/esp-llm-firmware).
+    #[arg(value_name = "ELF")]
+    pub elf: Option<PathBuf>,
+    /// The firmware ELF, as a flag (same as the positional ELF).
+    #[arg(long, value_name = "ELF", conflicts_with = "elf")]
+    pub firmware: Option<PathBuf>,
+}
+
+impl Firmware {
+    fn path(&self) -> Option<&Path> {
+        self.elf.as_deref().or(self.firmware.as_deref())
+    }
+    fn read(&self) -> Result<Option<Vec<u8>>> {
+        match self.path() {
+            Some(p) => Ok(Some(
+                std::fs::read(p)
+                    .with_context(|| format!("cannot read firmware {}", p.display()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Arguments of `esp-llm image`.
 #[derive(clap::Args)]
 pub struct ImageArgs {
     #[command(flatten)]
+    pub firmware: Firmware,
+    #[command(flatten)]
     pub layout: Layout,
-    /// Firmware ELF (firmware/build.sh prints its path).
-    #[arg(long)]
-    pub firmware: PathBuf,
     /// Model: a bundle, or a llama2.c checkpoint to pack.
     #[arg(long)]
     pub model: PathBuf,
@@ -222,10 +331,11 @@ pub struct ImageArgs {
 }
 
 pub fn image(a: ImageArgs) -> Result<()> {
-    let r = resolve(&a.layout)?;
-    let elf = std::fs::read(&a.firmware)
-        .with_context(|| format!("cannot read firmware {}", a.firmware.display()))?;
-    let model = model_bundle(&a.model, a.layout.tokenizer.as_deref(), &r)?;
+    let Some(elf) = a.firmware.read()? else {
+        bail!("no firmware ELF given: esp-llm image ELF --model FILE -o flash.bin");
+    };
+    let r = resolve(&a.layout, Some(&elf))?;
+    let model = model_bundle(&a.model, a.layout.tokenizer.as_deref(), a.layout.quant, &r)?;
     let mut flash = vec![0xFFu8; r.flash.bytes()];
     for (addr, data) in app_segments(&elf, &r)? {
         let end = addr as usize + data.len();
@@ -243,12 +353,13 @@ pub fn image(a: ImageArgs) -> Result<()> {
     std::fs::write(&a.output, &flash)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     outln!(
-        "wrote {} ({} MB): app, partition table and a {}-byte model bundle at {:#x} ('model' partition of {} bytes)",
+        "wrote {} ({}): app, partition table and a {} model bundle ({} bytes) at {:#x} ('model' partition of {})",
         a.output.display(),
-        r.flash.bytes() >> 20,
+        human(r.flash.bytes()),
+        human(model.len()),
         model.len(),
         r.model_offset,
-        r.model_size
+        human(r.model_size as usize)
     );
     Ok(())
 }
@@ -256,24 +367,31 @@ pub fn image(a: ImageArgs) -> Result<()> {
 /// Arguments of `esp-llm flash`.
 #[derive(clap::Args)]
 pub struct FlashArgs {
-    /// Serial port of the board (/dev/ttyUSB0, /dev/ttyACM0, COM3).
-    #[arg(long)]
-    pub port: String,
+    #[command(flatten)]
+    pub firmware: Firmware,
+    /// Serial port of the board (/dev/ttyUSB0, /dev/ttyACM0, COM3). Default: $ESPFLASH_PORT,
+    /// else detected as espflash does (one likely port is used; several are listed).
+    #[arg(short = 'p', long, env = "ESPFLASH_PORT")]
+    pub port: Option<String>,
     #[command(flatten)]
     pub layout: Layout,
-    /// Firmware ELF to write (with bootloader and partition table). Omit to write only the model.
-    #[arg(long)]
-    pub firmware: Option<PathBuf>,
     /// Model to write into the 'model' partition: a bundle, or a llama2.c checkpoint to pack.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Baud rate for flashing (after connecting at 115200).
     #[arg(long, default_value_t = 460_800)]
     pub baud: u32,
+    /// After flashing, show the board's serial output (as `esp-llm monitor`).
+    #[arg(short = 'M', long)]
+    pub monitor: bool,
+    /// Write every region even if the board already holds the same bytes (espflash skips
+    /// unchanged regions by default).
+    #[arg(long)]
+    pub no_skip: bool,
 }
 
 /// Progress bars for espflash.
-struct Bars(Option<ProgressBar>, &'static str);
+struct Bars(Option<ProgressBar>);
 
 impl ProgressCallbacks for Bars {
     fn init(&mut self, addr: u32, total: usize) {
@@ -282,7 +400,7 @@ impl ProgressCallbacks for Bars {
             ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        pb.set_message(format!("{} {addr:#x}", self.1));
+        pb.set_message(format!("{addr:#x}"));
         self.0 = Some(pb);
     }
     fn update(&mut self, current: usize) {
@@ -302,91 +420,79 @@ impl ProgressCallbacks for Bars {
     }
 }
 
-/// Turns espflash's errors into what a user should do.
-fn explain(e: espflash::Error, port: &str, chip: &str) -> anyhow::Error {
-    let text = e.to_string();
-    let hint = match &e {
-        espflash::Error::ChipMismatch(found, wanted) => {
-            format!("the board is an {found}, not an {wanted}: pass --chip {found} (and firmware built for it)")
-        }
-        espflash::Error::Connection(_) if text.contains("ailed to connect") || text.contains("onnection") => {
-            "the board did not enter download mode: hold BOOT, tap RESET, release BOOT, then retry (some boards need a data USB cable)".to_string()
-        }
-        _ if text.contains("imeout") || text.contains("imed out") => {
-            "the board stopped answering: check the cable, retry with --baud 115200".to_string()
-        }
-        _ => String::new(),
-    };
-    if hint.is_empty() {
-        anyhow!("flashing {chip} on {port} failed: {text}")
-    } else {
-        anyhow!("flashing {chip} on {port} failed: {text}: {hint}")
-    }
-}
-
 pub fn flash(a: FlashArgs) -> Result<()> {
-    if a.firmware.is_none() && a.model.is_none() {
-        bail!("nothing to write: pass --firmware ELF and/or --model FILE");
+    let elf = a.firmware.read()?;
+    if elf.is_none() && a.model.is_none() {
+        bail!("nothing to write: give the firmware ELF (esp-llm flash ELF) and/or --model FILE");
     }
     // Everything that can be checked without the board is checked first.
-    let r = resolve(&a.layout)?;
-    let segments = match &a.firmware {
-        Some(p) => {
-            let elf = std::fs::read(p)
-                .with_context(|| format!("cannot read firmware {}", p.display()))?;
-            Some(app_segments(&elf, &r)?)
-        }
-        None => None,
+    let r = resolve(&a.layout, elf.as_deref())?;
+    let app = match &elf {
+        Some(e) => app_segments(e, &r)?,
+        None => Vec::new(),
     };
     let model = match &a.model {
-        Some(p) => Some(model_bundle(p, a.layout.tokenizer.as_deref(), &r)?),
+        Some(p) => Some(model_bundle(p, a.layout.tokenizer.as_deref(), a.layout.quant, &r)?),
         None => None,
     };
-    let port = serialport::new(&a.port, 115_200)
-        .timeout(std::time::Duration::from_secs(3))
-        .open_native()
-        .map_err(|e| anyhow!("{}", crate::link::serial_error_hint(&a.port, &e)))?;
-    let info = serialport::UsbPortInfo {
-        vid: 0,
-        pid: 0,
-        serial_number: None,
-        manufacturer: None,
-        product: None,
-    };
-    let conn = espflash::connection::Connection::new(
-        port,
-        info,
-        espflash::connection::ResetAfterOperation::HardReset,
-        espflash::connection::ResetBeforeOperation::DefaultReset,
-        115_200,
-    );
-    let mut flasher = Flasher::connect(conn, true, true, false, Some(r.chip), Some(a.baud))
-        .map_err(|e| explain(e, &a.port, &r.chip_name))?;
-    if let Some(segs) = segments {
-        let segs: Vec<espflash::image_format::Segment<'_>> =
-            segs.iter().map(|(addr, d)| espflash::image_format::Segment::new(*addr, d)).collect();
-        flasher
-            .write_bins_to_flash(&segs, &mut Bars(None, "firmware"))
-            .map_err(|e| explain(e, &a.port, &r.chip_name))?;
+    let port = port::choose(a.port.as_deref())?;
+    let chip = Some(r.chip);
+    // One write for app and model (espflash resets the chip when a write ends), then the
+    // model's read-back check, then the reset into the app.
+    let mut flasher = device::connect(&port, chip, Some(a.baud), After::Stay, !a.no_skip)?;
+    let mut segments: Vec<espflash::image_format::Segment<'_>> =
+        app.iter().map(|(addr, d)| espflash::image_format::Segment::new(*addr, d)).collect();
+    let padded;
+    if let Some(m) = &model {
+        // Flash writes go in 4-byte words; the padding is erased flash (0xFF).
+        padded = [m.as_slice(), &[0xFF; 3][..(4 - m.len() % 4) % 4]].concat();
+        segments.push(espflash::image_format::Segment::new(r.model_offset, &padded));
     }
-    if let Some(model) = model {
-        flasher
-            .write_bin_to_flash(r.model_offset, &model, &mut Bars(None, "model"))
-            .map_err(|e| explain(e, &a.port, &r.chip_name))?;
+    flasher
+        .write_bins_to_flash(&segments, &mut Bars(None))
+        .map_err(|e| device::explain(e, &port.name, chip))?;
+    if let Some(model) = &model {
         // Read-back check: the board hashes what it now holds.
         let on_board = flasher
             .checksum_md5(r.model_offset, model.len() as u32)
-            .map_err(|e| explain(e, &a.port, &r.chip_name))?;
-        let ours = u128::from_be_bytes(md5_digest(&model));
+            .map_err(|e| device::explain(e, &port.name, chip))?;
+        let ours = u128::from_be_bytes(esp_llm_board::partition::md5_digest(model));
         if on_board != ours {
             bail!("read-back check failed: the model partition's MD5 is {on_board:032x}, expected {ours:032x}; flash again");
         }
-        eprintln!("model verified on the board ({} bytes at {:#x})", model.len(), r.model_offset);
+        eprintln!(
+            "model verified on the board ({}, {} bytes at {:#x})",
+            human(model.len()),
+            model.len(),
+            r.model_offset
+        );
+    }
+    flasher.connection().reset().map_err(|e| device::explain(e, &port.name, chip))?;
+    if a.monitor {
+        let mut serial = flasher.into_connection().into_serial();
+        serialport::SerialPort::set_baud_rate(&mut serial, 115_200)?;
+        let serial: Box<dyn serialport::SerialPort> = Box::new(serial);
+        return port::watch(Box::new(serial), &port.name);
     }
     Ok(())
 }
 
-fn md5_digest(data: &[u8]) -> [u8; 16] {
-    use md5::Digest;
-    md5::Md5::digest(data).into()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn riscv_extensions_from_the_arch_string() {
+        let at =
+            |s: &str| riscv_arch(format!("A\x1f\0\0\0riscv\0\x01\x15\0\0\0\x05{s}\0").as_bytes());
+        assert_eq!(at("rv32i2p1_m2p0_c2p0_zicsr2p0_zifencei2p0").unwrap(), ['i', 'm', 'c']);
+        assert_eq!(at("rv32i2p1_m2p0_a2p1_c2p0_zaamo1p0").unwrap(), ['i', 'm', 'a', 'c']);
+        assert_eq!(at("rv32imafc").unwrap(), ['i', 'm', 'a', 'f', 'c']);
+        assert!(riscv_arch(b"no arch here").is_none());
+    }
+
+    #[test]
+    fn not_an_elf_is_an_error() {
+        assert!(elf_chip(b"not an elf").unwrap_err().to_string().contains("not an ELF"));
+    }
 }

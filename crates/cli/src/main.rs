@@ -11,19 +11,24 @@ macro_rules! outln {
 mod bench;
 mod board_chat;
 mod boards;
+mod device;
 mod download;
 mod eval;
 mod files;
 mod flashing;
 mod inspect;
-mod link;
+mod layout;
 mod monitor;
 mod pack;
 mod plan;
+mod port;
 mod preview;
 mod quantize;
+mod repl_client;
 mod run;
+mod setup;
 mod synth;
+mod synthetic;
 mod tokenize;
 mod units;
 
@@ -61,6 +66,8 @@ enum Command {
     Flash(flashing::FlashArgs),
     /// One merged flash image (bootloader, partition table, app, model) for emulators or other tools.
     Image(flashing::ImageArgs),
+    /// The board on the serial port: chip, revision, flash size, PSRAM, MAC (espflash's library).
+    BoardInfo(device::InfoArgs),
     /// Raw serial view of a board (or tcp://HOST:PORT of an emulator).
     Monitor(monitor::Args),
     /// Compare a quantized model with its fp32 original (top-1 and greedy agreement).
@@ -87,6 +94,7 @@ fn main() {
         Command::Boards(a) => boards::main(a),
         Command::Chat(a) => board_chat::main(a),
         Command::Monitor(a) => monitor::main(a),
+        Command::BoardInfo(a) => device::board_info(a),
         Command::Flash(a) => flashing::flash(a),
         Command::Image(a) => flashing::image(a),
         Command::Synth(a) => synth::main(a),

@@ -1,7 +1,6 @@
 //! `esp-llm pack`: one file to flash, holding config, tokenizer and aligned tensors with a CRC.
 
-use crate::quantize::tensor_progress;
-use crate::run;
+use crate::setup::{self, tensor_progress};
 use crate::units::human;
 use anyhow::{bail, Context, Result};
 use esp_llm_board::plan;
@@ -31,7 +30,7 @@ pub struct Args {
     /// stories260K, stories15M, stories42M, stories110M (looked for in $ESP_LLM_MODELS, ./models,
     /// ../shared/models, then the Hugging Face cache, downloaded once). Default: stories260K.
     pub model: Option<PathBuf>,
-    /// Tokenizer to include. Default: beside the model (tok<vocab>.bin or tokenizer.bin).
+    /// Tokenizer to include. Default: beside the model (`tok<vocab>.bin` or `tokenizer.bin`).
     #[arg(short = 'z', long)]
     pub tokenizer: Option<PathBuf>,
     /// Weight storage: f32, q8 (int8), q4 (int4) or mixed (int4 token embedding and classifier,
@@ -105,8 +104,26 @@ pub fn describe(q: Quant, source_int8: bool) -> String {
     }
 }
 
+/// Packs a parsed checkpoint and its tokenizer into a bundle, with a progress bar for big
+/// models (`source_len`: the checkpoint's size in bytes). `pack` and `flash --model` both use it.
+pub fn pack(
+    ck: &Checkpoint<'_>,
+    tokenizer: &[u8],
+    quant: Quant,
+    source_len: usize,
+) -> Result<(Vec<u8>, Vec<PackedTensor>)> {
+    let n = ck.weights.layers.len() * 9 + 3;
+    let pb = tensor_progress(n, source_len);
+    let packed = bundle::pack(ck, tokenizer, quant, &mut |name| {
+        pb.set_message(name);
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    Ok(packed)
+}
+
 pub fn main(a: Args) -> Result<()> {
-    let loaded = run::load(a.model.as_deref(), a.tokenizer.as_deref())?;
+    let loaded = setup::load(a.model.as_deref(), a.tokenizer.as_deref())?;
     let ck = Checkpoint::parse(&loaded.model)?;
     let tok_bytes = loaded.tokenizer_bytes();
     // Fail now rather than on the board if the tokenizer does not fit the model.
@@ -127,16 +144,8 @@ pub fn main(a: Args) -> Result<()> {
         (None, true) => Quant::Keep,
         (None, false) => Quant::F32,
     };
-    let n = ck.weights.layers.len() * 9 + 3;
-    let pack = |quant: Quant| -> Result<(Vec<u8>, Vec<PackedTensor>)> {
-        let pb = tensor_progress(n, loaded.model.len());
-        let out = bundle::pack(&ck, tok_bytes, quant, &mut |name| {
-            pb.set_message(name);
-            pb.inc(1);
-        })?;
-        pb.finish_and_clear();
-        Ok(out)
-    };
+    let source_len = loaded.model.len();
+    let pack = |quant: Quant| pack(&ck, tok_bytes, quant, source_len);
     let (quant, bytes, packed) = match &a.fit {
         None => {
             let (b, p) = pack(quant)?;
@@ -206,8 +215,7 @@ fn fit(
     };
     let psram = a.psram.unwrap_or(chip.psram);
     let flash = a.flash.unwrap_or(chip.flash);
-    let partition = crate::flashing::bundled_model_partition(flash)
-        .unwrap_or_else(|| flash.saturating_sub(crate::plan::FLASH_RESERVED));
+    let partition = crate::layout::model_partition(flash);
     let mut tried = Vec::new();
     for q in fit_candidates() {
         let len = bundle::packed_len(ck, tokenizer_len, q)?;

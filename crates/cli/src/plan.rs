@@ -38,9 +38,6 @@ fn parse_mb(s: &str) -> std::result::Result<usize, String> {
     crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))
 }
 
-/// Bytes of flash before the model partition for flash sizes without a bundled layout.
-pub const FLASH_RESERVED: usize = 1 << 20;
-
 pub fn main(a: Args) -> Result<()> {
     let Some(chip) = plan::chip(&a.chip) else {
         let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
@@ -52,8 +49,7 @@ pub fn main(a: Args) -> Result<()> {
     let needs = Needs::of(&ck.config, &ck.weights)?;
     let psram = a.psram.unwrap_or(chip.psram);
     let flash = a.flash.unwrap_or(chip.flash);
-    let partition = crate::flashing::bundled_model_partition(flash)
-        .unwrap_or_else(|| flash.saturating_sub(FLASH_RESERVED));
+    let partition = crate::layout::model_partition(flash);
     let seq_len = a.seq_len.unwrap_or(ck.config.seq_len).min(ck.config.seq_len);
     if blob.len() > partition {
         bail!(

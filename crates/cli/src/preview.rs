@@ -6,7 +6,7 @@
 //! the draws the firmware makes (once per word); the PNG is the last frame. The status line's
 //! tok/s is the planner's estimate for the chip (marked `~`), not the host's speed.
 
-use crate::run::{load, pick_kernels, resolve_seed, NumericsArg};
+use crate::setup::{load, pick_kernels, resolve_seed, NumericsArg};
 use anyhow::{bail, Context, Result};
 use embedded_graphics::prelude::Size;
 use esp_llm_board::plan;
@@ -92,8 +92,7 @@ pub fn main(a: Args) -> Result<()> {
 
     // The board's context cap, numerics and speed, as `esp-llm plan` works them out.
     let needs = Needs::of(&config, &ck.weights)?;
-    let partition = crate::flashing::bundled_model_partition(chip.flash)
-        .unwrap_or_else(|| chip.flash.saturating_sub(crate::plan::FLASH_RESERVED));
+    let partition = crate::layout::model_partition(chip.flash);
     let board = plan::plan(&needs, config.seq_len, chip, chip.psram, partition, loaded.model.len())
         .with_context(|| {
             format!(

@@ -2,10 +2,10 @@
 //! and for this engine, with a group size that is valid for every row.
 
 use crate::files;
+use crate::setup::tensor_progress;
 use anyhow::{Context, Result};
 use esp_llm_engine::quantize::{check_group_size, default_group_size, to_v2};
 use esp_llm_engine::{Checkpoint, Config};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -23,19 +23,6 @@ pub struct Args {
 /// Row lengths the int8 matmuls see: `dim` (all but w2) and `hidden_dim` (w2).
 pub fn row_lengths(c: &Config) -> [(&'static str, usize); 2] {
     [("rows of length dim", c.dim), ("w2 (rows of length hidden_dim)", c.hidden_dim)]
-}
-
-/// A progress bar over `n` tensors, shown only for models big enough to wait for.
-pub fn tensor_progress(n: usize, total_bytes: usize) -> ProgressBar {
-    if total_bytes < 32 << 20 {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(n as u64);
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<16} [{bar:40}] {pos}/{len} tensors ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb
 }
 
 pub fn main(a: Args) -> Result<()> {

@@ -1,59 +1,14 @@
 //! `esp-llm run`: llama2.c's `run` on the host, with the same flags and defaults.
 
-use crate::files::{self, Blob};
+use crate::setup::{check_memory, load, parse_bytes, pick_kernels, resolve_seed, transformer};
+use crate::setup::{MathArg, NumericsArg};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
-use esp_llm_engine::checkpoint::bundle;
-use esp_llm_engine::kernels::{self, Kernels};
-use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::state::StateSize;
-use esp_llm_engine::transformer::DEFAULT_PREFILL;
-use esp_llm_engine::{
-    Checkpoint, Event, Footprint, Generator, Math, Numerics, Options, Sampler, Stop, Tokenizer,
-    Transformer,
-};
+use esp_llm_engine::kernels;
+use esp_llm_engine::{Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer};
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
-
-/// How the engine computes (`--numerics`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum NumericsArg {
-    /// f32 in llama2.c's order: run.c's / runq.c's tokens exactly.
-    #[default]
-    Float,
-    /// Integer arithmetic as on FPU-less chips (ESP32-C3/C6); int8 models only; same tokens on
-    /// every target, not llama2.c's.
-    Fixed,
-}
-
-impl From<NumericsArg> for Numerics {
-    fn from(n: NumericsArg) -> Numerics {
-        match n {
-            NumericsArg::Float => Numerics::Float,
-            NumericsArg::Fixed => Numerics::Fixed,
-        }
-    }
-}
-
-/// Where `expf`, `cosf`, `sinf` and `powf` come from (`--math`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum MathArg {
-    /// The C library's: llama2.c's tokens when it is built on this system.
-    #[default]
-    System,
-    /// The portable ones the boards run: the tokens of a board (bench/rv32, the emulators).
-    Portable,
-}
-
-impl From<MathArg> for Math {
-    fn from(m: MathArg) -> Math {
-        match m {
-            MathArg::System => Math::System,
-            MathArg::Portable => Math::Portable,
-        }
-    }
-}
 
 /// Generation mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -86,7 +41,7 @@ pub struct Args {
     /// Prompt text.
     #[arg(short = 'i', long = "prompt")]
     pub prompt: Option<String>,
-    /// Tokenizer file. Default: tok<vocab>.bin beside the model, or tokenizer.bin for vocab 32000.
+    /// Tokenizer file. Default: `tok<vocab>.bin` beside the model, or `tokenizer.bin` for vocab 32000.
     #[arg(short = 'z', long)]
     pub tokenizer: Option<PathBuf>,
     /// generate or chat.
@@ -124,171 +79,6 @@ pub struct Args {
     /// portable: the implementation the boards run, to see a board's tokens.
     #[arg(long, value_enum, default_value_t = MathArg::System)]
     pub math: MathArg,
-}
-
-/// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
-pub fn pick_kernels(name: Option<&str>) -> Result<&'static dyn Kernels> {
-    match name {
-        None => Ok(kernels::best()),
-        Some(n) => kernels::by_name(n).ok_or_else(|| {
-            let have: Vec<_> = kernels::available().iter().map(|k| k.name()).collect();
-            anyhow::anyhow!("kernels '{n}' do not run on this CPU; available: {}", have.join(", "))
-        }),
-    }
-}
-
-/// Builds a transformer with `threads` workers (default: all cores), the given kernels,
-/// numerics and math, and batched prompt prefill (float only: the fixed path runs one position
-/// at a time).
-pub fn transformer<'a>(
-    ck: Checkpoint<'a>,
-    threads: Option<usize>,
-    kernels: &'static dyn Kernels,
-    numerics: Numerics,
-    math: Math,
-) -> Result<Transformer<'a>> {
-    let n = match threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(n) => n,
-        None => Pool::available_parallelism(),
-    };
-    let workers = Box::new(Pool::new(n).context("starting worker threads")?);
-    let prefill = DEFAULT_PREFILL;
-    let options = Options { kernels, workers, numerics, prefill, math, ..Options::default() };
-    Ok(Transformer::new(ck, options)?)
-}
-
-/// What a run of `ck` needs (weights, KV cache, activations at the prefill batch), checked
-/// against `--max-memory` and against the memory the system has available, before allocating.
-pub fn check_memory(
-    ck: &Checkpoint<'_>,
-    max: Option<u64>,
-    numerics: Numerics,
-) -> Result<StateSize> {
-    let c = &ck.config;
-    let fp = Footprint::of(c, &ck.weights, c.seq_len, DEFAULT_PREFILL, numerics)?;
-    let state = fp.state;
-    let need = (fp.weights + fp.derived + state.total()) as u64;
-    let parts = format!(
-        "{} of weights, {} of KV cache for {} positions, {} of activations, {} derived at load",
-        fp.weights, state.kv_cache, c.seq_len, state.activations, fp.derived
-    );
-    if let Some(max) = max {
-        if need > max {
-            bail!("this run needs {need} bytes ({parts}), more than --max-memory {max}; try an int8 model");
-        }
-    }
-    if let Some(avail) = mem_available() {
-        if need > avail {
-            bail!("this run needs {need} bytes ({parts}), more than the {avail} bytes of memory available");
-        }
-    }
-    Ok(state)
-}
-
-/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
-fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
-}
-
-/// Parses `123`, `64K`, `8M`, `1G` (binary multiples).
-pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let (num, mul) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .ok_or_else(|| format!("'{s}' is not a byte count (examples: 4096, 512K, 8M)"))
-}
-
-/// A model file and its tokenizer, mapped.
-pub struct Loaded {
-    pub model_path: PathBuf,
-    pub model: Blob,
-    /// A separate tokenizer file; `None` when the model is a bundle that carries its own.
-    pub tokenizer: TokenizerSource,
-}
-
-/// Where a run's tokenizer bytes are.
-pub enum TokenizerSource {
-    /// A separate file.
-    File(PathBuf, Blob),
-    /// Inside the bundle, at this byte range of the model file (checked when loaded).
-    Bundled(std::ops::Range<usize>),
-}
-
-impl Loaded {
-    /// The tokenizer bytes (from the file, or from inside the bundle).
-    pub fn tokenizer_bytes(&self) -> &[u8] {
-        match &self.tokenizer {
-            TokenizerSource::File(_, b) => b,
-            TokenizerSource::Bundled(range) => &self.model[range.clone()],
-        }
-    }
-
-    /// Where the tokenizer came from, for messages.
-    pub fn tokenizer_name(&self) -> String {
-        match &self.tokenizer {
-            TokenizerSource::File(p, _) => p.display().to_string(),
-            TokenizerSource::Bundled(_) => format!("{} (bundled)", self.model_path.display()),
-        }
-    }
-}
-
-/// Maps the model (default if `None`) and its tokenizer (default beside the model if `None`;
-/// a bundle's own tokenizer when the model is a bundle). Bundles are checksum-verified.
-pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Loaded> {
-    let model_path = files::resolve_model(model)?;
-    let blob = files::load(&model_path, "model")?;
-    let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", model_path.display()))?;
-    if bundle::is_bundle(&blob) {
-        bundle::verify(&blob)
-            .with_context(|| format!("{}: re-pack or re-copy the file", model_path.display()))?;
-        if tokenizer.is_none() {
-            // The parse above checked the header's tokenizer range against the file.
-            let h = bundle::read_header(&blob)?;
-            let start = h.tokenizer_offset as usize;
-            let range = start..start + h.tokenizer_len as usize;
-            return Ok(Loaded {
-                model_path,
-                model: blob,
-                tokenizer: TokenizerSource::Bundled(range),
-            });
-        }
-    }
-    let tokenizer_path = match tokenizer {
-        Some(t) => t.to_path_buf(),
-        None => files::default_tokenizer(&model_path, ck.config.vocab_size)?,
-    };
-    let tok = files::load(&tokenizer_path, "tokenizer").map_err(|e| {
-        if tokenizer.is_none() {
-            anyhow::anyhow!("{e:#} (the default tokenizer sits beside the model; pass one with -z)")
-        } else {
-            e
-        }
-    })?;
-    Ok(Loaded { model_path, model: blob, tokenizer: TokenizerSource::File(tokenizer_path, tok) })
-}
-
-/// Seed 0 means "from the clock", as in run.c; negative seeds wrap like C's conversion.
-pub fn resolve_seed(seed: i64) -> u64 {
-    if seed == 0 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32 as u64)
-            .unwrap_or(1)
-    } else {
-        seed as u64
-    }
 }
 
 /// Encodes the prompt and applies the context rule (error, or truncation when asked).

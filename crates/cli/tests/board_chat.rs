@@ -1,8 +1,11 @@
 //! `esp-llm chat` and `monitor` against a fake board: a loopback TCP peer that speaks the
 //! firmware's REPL protocol (banner, `> ` prompts, /commands, streamed story, summary line,
-//! Ctrl-C = byte 0x03) and generates with the real engine, so its text must equal the host's.
+//! Ctrl-C = byte 0x03) with the firmware's own command parser, settings and summary line
+//! (crates/board), and generates with the real engine, so its text must equal the host's.
 
 use assert_cmd::Command;
+use esp_llm_board::command::{self, Command as Line, Settings, HELP};
+use esp_llm_board::summary::{Summary, CTRL_C, INTERRUPTED, PROMPT};
 use esp_llm_engine::{Checkpoint, Event, Generator, Options, Sampler, Tokenizer, Transformer};
 use esp_llm_fixtures::*;
 use std::io::{Read, Write};
@@ -18,9 +21,9 @@ fn fake_board(listener: TcpListener, slow: Duration, saw_ctrl_c: Arc<AtomicBool>
     let tok_bytes = model_bytes("tok512.bin");
     let tok = Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
     let (mut s, _) = listener.accept().unwrap();
-    s.write_all(b"\nesp-llm on fake-board\ntype a prompt, or /help\n> ").unwrap();
-    let (mut temp, mut topp, mut seed, mut steps, mut echo) =
-        (1.0f32, 0.9f32, 42u64, 256usize, true);
+    s.write_all(b"\nesp-llm on fake-board\ntype a prompt, or /help\n").unwrap();
+    s.write_all(PROMPT.as_bytes()).unwrap();
+    let (mut settings, mut echo) = (Settings::default(), true);
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -38,29 +41,24 @@ fn fake_board(listener: TcpListener, slow: Duration, saw_ctrl_c: Arc<AtomicBool>
         }
         let text = String::from_utf8(std::mem::take(&mut line)).unwrap();
         let text = text.trim_end_matches('\r');
-        let reply = match text.split_once(' ').unwrap_or((text, "")) {
-            ("/echo", v) => {
-                echo = v == "on";
+        // The firmware's own command parser and settings (crates/board), as its REPL uses them.
+        let reply = match command::parse(text) {
+            Err(e) => format!("{e}\n"),
+            Ok(c) if settings.apply(&c) => format!(
+                "temp {} topp {} seed {} steps {}\n",
+                settings.temperature, settings.topp, settings.seed, settings.steps
+            ),
+            Ok(Line::Echo(on)) => {
+                echo = on;
                 String::new()
             }
-            ("/temp", v) => {
-                v.parse().map(|v| temp = v).map_or("bad value\n".into(), |_| String::new())
-            }
-            ("/topp", v) => {
-                v.parse().map(|v| topp = v).map_or("bad value\n".into(), |_| String::new())
-            }
-            ("/seed", v) => {
-                v.parse().map(|v| seed = v).map_or("bad value\n".into(), |_| String::new())
-            }
-            ("/steps", v) => {
-                v.parse().map(|v| steps = v).map_or("bad value\n".into(), |_| String::new())
-            }
-            ("/info", _) => "chip: fake-board\n".into(),
-            _ if text.starts_with('/') => format!("unknown command {text}\n"),
-            _ => {
+            Ok(Line::Info) => "chip: fake-board\n".into(),
+            Ok(Line::Help) => format!("{HELP}\n"),
+            Ok(Line::Prompt(text)) => {
                 let ck = Checkpoint::parse(&model).unwrap();
                 let mut t = Transformer::new(ck, Options::default()).unwrap();
-                let mut sampler = Sampler::new(512, temp, topp, seed).unwrap();
+                let Settings { temperature, topp, seed, steps } = settings;
+                let mut sampler = Sampler::new(512, temperature, topp, seed).unwrap();
                 let prompt = tok.encode(text.as_bytes());
                 let start = Instant::now();
                 let (mut n, mut interrupted) = (0, false);
@@ -76,7 +74,7 @@ fn fake_board(listener: TcpListener, slow: Duration, saw_ctrl_c: Arc<AtomicBool>
                     }
                     std::thread::sleep(slow);
                     if let Ok(1) = s.read(&mut byte) {
-                        if byte[0] == 0x03 {
+                        if byte[0] == CTRL_C {
                             interrupted = true;
                             saw_ctrl_c.store(true, Ordering::SeqCst);
                             break;
@@ -84,16 +82,14 @@ fn fake_board(listener: TcpListener, slow: Duration, saw_ctrl_c: Arc<AtomicBool>
                     }
                 }
                 s.set_nonblocking(false).unwrap();
-                let ms = start.elapsed().as_millis();
-                format!(
-                    "{}\n{n} tokens in {ms} ms ({:.2} tok/s)\n",
-                    if interrupted { "\n^C" } else { "" },
-                    n as f64 * 1000.0 / ms.max(1) as f64
-                )
+                let micros = start.elapsed().as_micros() as u64;
+                let end = if interrupted { format!("\n{INTERRUPTED}\n") } else { "\n".into() };
+                format!("{end}{}\n", Summary { tokens: n, micros })
             }
+            Ok(other) => format!("{other:?}: not in the fake board\n"),
         };
         s.write_all(reply.as_bytes()).unwrap();
-        s.write_all(b"> ").unwrap();
+        s.write_all(PROMPT.as_bytes()).unwrap();
     }
 }
 

@@ -45,40 +45,44 @@ fn host_triple() -> &'static str {
     }
 }
 
+/// Compiles `sources` (C99, all warnings as errors) and links them with the C API's static
+/// library into `out/c_api/NAME`.
+fn build_c(name: &str, sources: &[PathBuf]) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_api").join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let mut build = cc::Build::new();
+    build
+        .files(sources)
+        .include(capi_dir().join("include"))
+        .target(host_triple())
+        .host(host_triple())
+        .opt_level(2)
+        .out_dir(&out)
+        .cargo_metadata(false)
+        .warnings_into_errors(true)
+        .flag("-Wall")
+        .flag("-Wextra")
+        .flag("-std=c99");
+    let objects = build.compile_intermediates();
+    let exe = out.join(name);
+    // Rust's standard library needs these system libraries (rustc --print native-static-libs).
+    let status = build
+        .get_compiler()
+        .to_command()
+        .args(&objects)
+        .arg(staticlib())
+        .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil", "-lgcc_s", "-o"])
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(status.success(), "linking the C program {name} failed");
+    exe
+}
+
 /// Builds the C program once for all tests.
 fn c_program() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_api");
-        std::fs::create_dir_all(&out).unwrap();
-        let mut build = cc::Build::new();
-        build
-            .file(capi_dir().join("examples/esp_llm_run.c"))
-            .include(capi_dir().join("include"))
-            .target(host_triple())
-            .host(host_triple())
-            .opt_level(2)
-            .out_dir(&out)
-            .cargo_metadata(false)
-            .warnings_into_errors(true)
-            .flag("-Wall")
-            .flag("-Wextra")
-            .flag("-std=c99");
-        let objects = build.compile_intermediates();
-        let exe = out.join("esp_llm_run");
-        // Rust's standard library needs these system libraries (rustc --print native-static-libs).
-        let status = build
-            .get_compiler()
-            .to_command()
-            .args(&objects)
-            .arg(staticlib())
-            .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil", "-lgcc_s", "-o"])
-            .arg(&exe)
-            .status()
-            .unwrap();
-        assert!(status.success(), "linking the C program failed");
-        exe
-    })
+    EXE.get_or_init(|| build_c("esp_llm_run", &[capi_dir().join("examples/esp_llm_run.c")]))
 }
 
 fn models() -> PathBuf {
@@ -250,4 +254,66 @@ fn errors_come_back_as_status_and_message() {
     let o = std::process::Command::new(c_program()).args([path(&model)]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("ESP_LLM_ERR_TOKENIZER"), "{err}");
+}
+
+/// The C code of `crates/capi/README.md` (its first ```c block) compiles as it is documented,
+/// and its `story()` prints what `esp-llm run` prints for the same bundle and settings.
+#[test]
+fn the_readme_c_example_is_the_cli_text() {
+    let readme = std::fs::read_to_string(capi_dir().join("README.md")).unwrap();
+    let start = readme.find("```c\n").expect("a ```c block in crates/capi/README.md") + 5;
+    let code = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let example = dir.path().join("readme_story.c");
+    std::fs::write(&example, code).unwrap();
+    // A main that reads the bundle named on the command line and calls story().
+    let main = dir.path().join("readme_main.c");
+    std::fs::write(
+        &main,
+        r#"#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+int story(const uint8_t *bytes, size_t len);
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) return 3;
+    static uint8_t buf[4 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return story(buf, len);
+}
+"#,
+    )
+    .unwrap();
+    let exe = build_c("readme_story", &[example, main]);
+
+    let bundle = dir.path().join("q8.ellb");
+    let o = Command::cargo_bin("esp-llm")
+        .unwrap()
+        .arg("pack")
+        .arg(models().join("stories260K.bin"))
+        .args(["--quant", "q8", "-o"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cli = Command::cargo_bin("esp-llm")
+        .unwrap()
+        .arg("run")
+        .arg(&bundle)
+        .args(["-t", "0.8", "-s", "42", "-n", "256", "-i", "Once upon a time"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let c = std::process::Command::new(&exe).arg(&bundle).output().unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let (cli, c) = (String::from_utf8(cli.stdout).unwrap(), String::from_utf8(c.stdout).unwrap());
+    let rest = c.strip_prefix(&cli).unwrap_or_else(|| panic!("C: {c:?}\nCLI: {cli:?}"));
+    let n: u32 = rest
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(" positions]\n"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("after the story: {rest:?}"));
+    assert!(n > 0 && n <= 256, "{n} positions");
 }

@@ -10,7 +10,7 @@ use crate::model::{Config, Matrix, Weights};
 use crate::state::{RunState, StateSize};
 use crate::transformer::Numerics;
 
-/// Every byte a [`Transformer`] allocates, and the weights it reads, from the config, the
+/// Every byte a [`Transformer`](crate::Transformer) allocates, and the weights it reads, from the config, the
 /// weights' layout and the options alone: what a planner needs to know before building one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footprint {
@@ -51,7 +51,7 @@ impl Footprint {
         Ok(Footprint { weights: weights.bytes(), state, derived: fixed + rope, seq_len, batch })
     }
 
-    /// Bytes allocated by [`Transformer::new`].
+    /// Bytes allocated by [`Transformer::new`](crate::Transformer::new).
     pub fn allocated(&self) -> usize {
         self.state.total() + self.derived
     }

@@ -1,11 +1,11 @@
 //! The transformer step: `forward(token, pos) -> logits`, one skeleton for both numerics.
 //!
 //! One llama-2 block per layer: `x += wo · attention(rope(wq·n(x)), rope(wk·n(x)), wv·n(x))`,
-//! then `x += w2 · (silu(w1·n(x)) * (w3·n(x)))`, with `n` = RMSNorm (epsilon 1e-5). [`step`]
+//! then `x += w2 · (silu(w1·n(x)) * (w3·n(x)))`, with `n` = RMSNorm (epsilon 1e-5). `step`
 //! is that sequence, read top to bottom like llama2.c's `forward`; each numerics supplies the
-//! operations ([`Block`]): [`Float`] here, llama2.c's arithmetic and order (`run.c`; for int8
+//! operations (`Block`): `Float` here, llama2.c's arithmetic and order (`run.c`; for int8
 //! matrices the input is quantized per group like `runq.c`, and only the matmul differs), and
-//! [`crate::fixed::Fixed`], integers for cores without an FPU. Both split their matmuls and
+//! `fixed::Fixed`, integers for cores without an FPU. Both split their matmuls and
 //! attention heads over the workers ([`crate::parallel`]).
 
 use crate::kernels::Kernels;

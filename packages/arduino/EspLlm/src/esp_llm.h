@@ -172,7 +172,8 @@ typedef struct esp_llm_error {
 
 // Receives the text of one token: `len` bytes at `piece` (not NUL-terminated; a byte-fallback
 // token can be part of a multi-byte UTF-8 character). Called only for non-empty pieces.
-// Return true to go on, false to stop after this piece.
+// Return true to go on, false to stop after this piece. It runs inside the call that was given
+// it and must not call `esp_llm_*` functions on the same model (it may on another model).
 typedef bool (*esp_llm_piece_fn)(void *user_data, const char *piece, size_t len);
 
 // What a generation or chat turn did.

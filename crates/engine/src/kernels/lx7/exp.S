@@ -31,7 +31,7 @@
  * silicon checks the Newton steps.
  *
  * Cost (instructions, the usual path): expf 58; softmax 3 per element for the max, 63 for the
- * exponential and the sum, 16 for the division; SwiGLU 92 per element.
+ * exponential and the sum, 11 for the division (16 on its full path); SwiGLU 92 per element.
  *
  * Windowed ABI; floats travel in address registers. Clobbers f0..f15, b0, and the
  * caller-saved address registers. Stack: 96 bytes (the slow path's saves).
@@ -184,6 +184,25 @@
 	lsi	f15, a1, 52
 	.endm
 
+/* f0 = f1 / f14 (softmax's pass 3) from the divisor part in f3 (y0), f4 (bn), f6 (y2) and
+ * f10 (y3); scratch f7, f8, f9, f11. */
+	.macro	divide_quotient
+	nexp01.s	f8, f1
+	const.s	f0, 0
+	neg.s	f9, f8
+	maddn.s	f0, f9, f3
+	mov.s	f7, f14			/* ex = sum */
+	mkdadj.s	f7, f1
+	maddn.s	f9, f4, f0
+	maddn.s	f0, f9, f6
+	neg.s	f9, f8
+	maddn.s	f9, f4, f0
+	addexpm.s	f0, f7
+	mov.s	f11, f10
+	addexp.s	f11, f7
+	divn.s	f0, f9, f11
+	.endm
+
 	.align	4
 	.global	esp_llm_lx7_softmax
 	.type	esp_llm_lx7_softmax, @function
@@ -227,22 +246,43 @@ esp_llm_lx7_softmax:
 	maddn.s	f5, f4, f10
 	maddn.s	f10, f5, f10		/* y3 */
 	mov	a4, a2
+	/* Fast path when 1 <= sum < 2^100 (always, unless a score was NaN or infinite: the
+	 * maximum's own term is expf(0) = 1): y = RN(1/sum) once (the full sequence with a = 1),
+	 * then per element q0 = x*y and two Markstein corrections r = x - q*sum (msub.s, exact
+	 * remainder), q += r*y (madd.s), the second giving the correctly rounded x/sum; as in
+	 * quant.S, and checked exactly by the emulator (fused multiply-adds). Elements below
+	 * 2^-100 (zeros, subnormals: the remainder could underflow) take the full division. */
+	rfr	a8, f14
+	movi	a9, 0x3f800000		/* 1.0 */
+	bltu	a8, a9, .Lsm_div_full
+	movi	a9, 0x71800000		/* 2^100 */
+	bgeu	a8, a9, .Lsm_div_full
+	const.s	f1, 1
+	divide_quotient
+	mov.s	f12, f0			/* y = RN(1 / sum) */
+	movi	a10, 0x0d800000		/* 2^-100 */
+	loopnez	a3, .Lsm_fast_end
+	lsi	f1, a4, 0		/* a */
+	rfr	a8, f1
+	bltu	a8, a10, .Lsm_fast_small
+	mul.s	f0, f1, f12
+	mov.s	f2, f1
+	msub.s	f2, f0, f14
+	madd.s	f0, f2, f12
+	mov.s	f2, f1
+	msub.s	f2, f0, f14
+	madd.s	f0, f2, f12
+.Lsm_fast_store:
+	ssip	f0, a4, 4
+.Lsm_fast_end:
+	retw
+.Lsm_fast_small:
+	divide_quotient
+	j	.Lsm_fast_store
+.Lsm_div_full:
 	loopnez	a3, .Lsm_div_end
 	lsi	f1, a4, 0		/* a */
-	nexp01.s	f8, f1
-	const.s	f0, 0
-	neg.s	f9, f8
-	maddn.s	f0, f9, f3
-	mov.s	f7, f14			/* ex = sum */
-	mkdadj.s	f7, f1
-	maddn.s	f9, f4, f0
-	maddn.s	f0, f9, f6
-	neg.s	f9, f8
-	maddn.s	f9, f4, f0
-	addexpm.s	f0, f7
-	mov.s	f11, f10
-	addexp.s	f11, f7
-	divn.s	f0, f9, f11
+	divide_quotient
 	ssip	f0, a4, 4
 .Lsm_div_end:
 .Lsm_ret:

@@ -1,113 +1,17 @@
-//! Talking to a board: a serial port or a TCP socket (an emulator's UART), and the client side
-//! of the firmware's REPL protocol.
+//! The client side of the firmware's REPL protocol, over any [`Link`] (a serial port or an
+//! emulator's TCP UART, opened by [`crate::port`]).
 //!
 //! The protocol is line based. The board prints `> ` when it waits for a line; a line starting
 //! with `/` is a command, any other line a prompt. A prompt's answer is the streamed story,
 //! a newline, then a summary line `N tokens in M ms (X tok/s)`, then `> ` again. The byte 0x03
-//! (Ctrl-C) stops a generation.
+//! (Ctrl-C) stops a generation. The summary line, prompt and Ctrl-C marker are the firmware's
+//! own ([`esp_llm_board::summary`]): one implementation prints and parses them.
 
-use anyhow::{anyhow, bail, Context, Result};
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use crate::port::Link;
+use anyhow::{bail, Context, Result};
+use esp_llm_board::summary::{Reported, CTRL_C, INTERRUPTED, PROMPT};
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
-
-/// Where a board is: the `--port` and `--baud` flags of `chat` and `monitor`.
-#[derive(clap::Args, Clone)]
-pub struct PortArgs {
-    /// Serial port of the board (/dev/ttyUSB0, /dev/ttyACM0, COM3) or tcp://HOST:PORT for an
-    /// emulator's UART.
-    #[arg(long)]
-    pub port: String,
-    /// Baud rate for serial ports (UART0 of the firmware runs at 115200).
-    #[arg(long, default_value_t = 115_200)]
-    pub baud: u32,
-}
-
-impl PortArgs {
-    /// Opens the port.
-    pub fn open(&self) -> Result<Box<dyn Link>> {
-        open(&self.port, self.baud)
-    }
-}
-
-/// A byte stream to a board.
-pub trait Link: Read + Write + Send {
-    /// How long a read may block before returning `TimedOut`/`WouldBlock`.
-    fn set_read_timeout(&mut self, t: Duration) -> Result<()>;
-    /// An independent handle to the same stream (for a writer thread).
-    fn try_clone_link(&self) -> Result<Box<dyn Link>>;
-}
-
-impl Link for TcpStream {
-    fn set_read_timeout(&mut self, t: Duration) -> Result<()> {
-        TcpStream::set_read_timeout(self, Some(t))?;
-        Ok(())
-    }
-    fn try_clone_link(&self) -> Result<Box<dyn Link>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-}
-
-impl Link for Box<dyn serialport::SerialPort> {
-    fn set_read_timeout(&mut self, t: Duration) -> Result<()> {
-        self.set_timeout(t)?;
-        Ok(())
-    }
-    fn try_clone_link(&self) -> Result<Box<dyn Link>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-}
-
-/// Opens `port`: `tcp://HOST:PORT` or a serial device at `baud`. Errors say what to do.
-pub fn open(port: &str, baud: u32) -> Result<Box<dyn Link>> {
-    if let Some(addr) = port.strip_prefix("tcp://") {
-        let s = TcpStream::connect(addr).map_err(|e| {
-            anyhow!("cannot connect to {addr}: {e} (is the emulator running with -serial tcp:{addr},server=on?)")
-        })?;
-        s.set_nodelay(true).ok();
-        return Ok(Box::new(s));
-    }
-    match serialport::new(port, baud).timeout(Duration::from_millis(100)).open() {
-        Ok(p) => Ok(Box::new(p)),
-        Err(e) => Err(anyhow!("{}", serial_error_hint(port, &e))),
-    }
-}
-
-/// A message for a serial port that would not open, with what to try.
-pub fn serial_error_hint(port: &str, e: &serialport::Error) -> String {
-    use serialport::ErrorKind as K;
-    let hint = match e.kind() {
-        K::NoDevice => "no such device: is the board plugged in? Boards show up as /dev/ttyUSB* or /dev/ttyACM* (COMn on Windows)".to_string(),
-        K::Io(ErrorKind::NotFound) => "no such port: is the board plugged in? Boards show up as /dev/ttyUSB* or /dev/ttyACM* (COMn on Windows)".to_string(),
-        K::Io(ErrorKind::PermissionDenied) => "permission denied: add yourself to the 'dialout' group (sudo usermod -aG dialout $USER, then log in again)".to_string(),
-        _ if e.description.contains("ermission") => "permission denied: add yourself to the 'dialout' group (sudo usermod -aG dialout $USER, then log in again)".to_string(),
-        _ if e.description.contains("busy") || e.description.contains("Busy") => "the port is busy: close other serial monitors (espflash monitor, screen, minicom)".to_string(),
-        _ => e.description.clone(),
-    };
-    format!("cannot open serial port {port}: {hint}")
-}
-
-/// A summary line: `N tokens in M ms (X tok/s)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
-    pub tokens: u64,
-    pub ms: u64,
-    pub tok_per_s: Option<f64>,
-}
-
-/// Parses a summary line (without its newline).
-pub fn parse_summary(line: &str) -> Option<Summary> {
-    let line = line.trim_end_matches('\r');
-    let (tokens, rest) = line.split_once(' ')?;
-    let rest = rest.strip_prefix("tokens in ").or_else(|| rest.strip_prefix("token in "))?;
-    let (ms, rest) = rest.split_once(" ms (")?;
-    let rate = rest.strip_suffix(" tok/s)")?;
-    Some(Summary {
-        tokens: tokens.parse().ok()?,
-        ms: ms.parse().ok()?,
-        tok_per_s: if rate == "-" { None } else { Some(rate.parse().ok()?) },
-    })
-}
 
 /// The client side of the REPL over a link.
 pub struct Repl {
@@ -125,12 +29,10 @@ pub struct Answer {
     /// The story as the board printed it (without the newline before the summary).
     pub text: Vec<u8>,
     /// The summary line, if one came.
-    pub summary: Option<Summary>,
+    pub summary: Option<Reported>,
     /// Whether the board reported an interruption (`^C`).
     pub interrupted: bool,
 }
-
-const PROMPT: &[u8] = b"> ";
 
 impl Repl {
     pub fn new(mut link: Box<dyn Link>, timeout: Duration) -> Result<Self> {
@@ -179,7 +81,7 @@ impl Repl {
             }
             if let Some(flag) = &self.interrupt {
                 if flag.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    self.link.write_all(&[0x03]).context("writing to the board")?;
+                    self.link.write_all(&[CTRL_C]).context("writing to the board")?;
                     self.link.flush().ok();
                 }
             }
@@ -232,7 +134,7 @@ impl Repl {
 
 fn find_prompt(buf: &[u8]) -> Option<usize> {
     // The prompt is `> ` at the start of a line and at the end of what the board has sent.
-    if buf.ends_with(PROMPT) {
+    if buf.ends_with(PROMPT.as_bytes()) {
         let at = buf.len() - PROMPT.len();
         if at == 0 || buf[at - 1] == b'\n' {
             return Some(at);
@@ -261,12 +163,13 @@ pub fn split_answer(out: &[u8]) -> Answer {
         Some(i) => (&body[..i], &body[i + 1..]),
         None => (&body[..0], body),
     };
-    match parse_summary(&String::from_utf8_lossy(last)) {
+    match Reported::parse(&String::from_utf8_lossy(last)) {
         Some(summary) => {
             let mut text = before.to_vec();
-            let interrupted = text.ends_with(b"\n^C");
+            let marker = [b"\n", INTERRUPTED.as_bytes()].concat();
+            let interrupted = text.ends_with(&marker);
             if interrupted {
-                text.truncate(text.len() - 3);
+                text.truncate(text.len() - marker.len());
             }
             Answer { text, summary: Some(summary), interrupted }
         }
@@ -277,16 +180,6 @@ pub fn split_answer(out: &[u8]) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summary_lines() {
-        assert_eq!(
-            parse_summary("256 tokens in 3200 ms (80.00 tok/s)"),
-            Some(Summary { tokens: 256, ms: 3200, tok_per_s: Some(80.0) })
-        );
-        assert_eq!(parse_summary("1 token in 0 ms (- tok/s)").unwrap().tok_per_s, None);
-        assert_eq!(parse_summary("Once upon a time"), None);
-    }
 
     #[test]
     fn answers_split_into_text_and_summary() {
