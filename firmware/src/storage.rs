@@ -77,7 +77,7 @@ pub fn load(flash: &mut FlashStorage<'_>) -> Result<Loaded, String> {
             ))
         }
     };
-    bundle::verify(bytes).map_err(|e| format!("bundle: {e} (partial or corrupted flash?)"))?;
+    bundle::verify(bytes).map_err(|e| format!("bundle: {e}"))?;
     let bundle = Bundle::parse(bytes).map_err(|e| format!("bundle: {e}"))?;
     Ok(Loaded { partition: part, bundle, place, bytes: len })
 }

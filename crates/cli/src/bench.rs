@@ -8,7 +8,7 @@
 //! independent. One untimed warm-up run first maps the weights in.
 
 use crate::files;
-use crate::setup::{check_memory, pick_kernels, transformer, NumericsArg};
+use crate::setup::{check_memory, pick_kernels, transformer, LayoutArg, NumericsArg};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::sampler::argmax;
 use esp_llm_engine::Checkpoint;
@@ -30,6 +30,9 @@ pub struct Args {
     /// float (llama2.c's arithmetic) or fixed (the integer path of FPU-less chips; int8 only).
     #[arg(long, value_enum, default_value_t = NumericsArg::Float)]
     pub numerics: NumericsArg,
+    /// f32 matrix layout: auto, row-major (read in place) or interleaved (repacked at load).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    pub layout: LayoutArg,
     /// Prompt tokens for the prompt-processing test (0 skips it).
     #[arg(long, default_value_t = 128)]
     pub prompt: usize,
@@ -64,9 +67,11 @@ pub fn main(a: Args) -> Result<()> {
     let format = ck.format;
     let c = ck.config;
     let numerics = a.numerics.into();
-    check_memory(&ck, None, numerics)?;
     let kernels = pick_kernels(a.kernels.as_deref())?;
-    let mut t = transformer(ck, a.threads, kernels, numerics, esp_llm_engine::Math::default())?;
+    let layout = a.layout.into();
+    check_memory(&ck, None, numerics, kernels, layout)?;
+    let math = esp_llm_engine::Math::default();
+    let mut t = transformer(ck, a.threads, kernels, numerics, math, layout)?;
     if a.prompt > c.seq_len || a.gen > c.seq_len {
         bail!("--prompt and --gen must be at most the model's context ({})", c.seq_len);
     }
@@ -108,6 +113,7 @@ pub fn main(a: Args) -> Result<()> {
             "model": path.display().to_string(),
             "format": format.to_string(),
             "kernels": t.kernels().name(),
+            "layout": t.layout().name(),
             "numerics": t.numerics().name(),
             "threads": t.worker_count(),
             "prefill_batch": t.prefill_batch(),
@@ -122,9 +128,10 @@ pub fn main(a: Args) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "{} ({format}), kernels {}, numerics {}, {} thread(s), prefill batch {}, median of {} runs",
+            "{} ({format}), kernels {}, layout {}, numerics {}, {} thread(s), prefill batch {}, median of {} runs",
             path.display(),
             t.kernels().name(),
+            t.layout().name(),
             t.numerics().name(),
             t.worker_count(),
             t.prefill_batch(),

@@ -1,4 +1,10 @@
 //! `esp-llm eval`: how closely a quantized model follows its fp32 original.
+//!
+//! Columns, per prompt: `top-1`, the share of positions (prompt and generated, the reference's
+//! greedy tokens fed to both models) where both models' most likely next token is the same;
+//! `greedy`, how many generated tokens the two greedy stories share before they first differ,
+//! out of the tokens generated; `max |dl|`, the largest difference between the two models'
+//! logits at any position.
 
 use crate::files;
 use anyhow::{bail, Context, Result};
@@ -121,5 +127,8 @@ pub fn main(a: Args) -> Result<()> {
         total.positions,
         100.0 * mean_greedy
     );
+    outln!("top-1: positions where both models' most likely next token agree (the reference's greedy tokens fed to both)");
+    outln!("greedy: generated tokens the two greedy stories share before they first differ / tokens generated");
+    outln!("max |dl|: largest difference between the two models' logits");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `esp-llm inspect`: what a model file is and what running it costs in memory.
 
 use crate::files;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::state::RunState;
 use esp_llm_engine::Checkpoint;
 use std::path::PathBuf;
@@ -15,6 +16,10 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Check a bundle's CRC-32 and exit non-zero on a mismatch (a llama2.c checkpoint carries
+    /// no checksum: an error too).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 pub fn main(a: Args) -> Result<()> {
@@ -44,6 +49,11 @@ pub fn main(a: Args) -> Result<()> {
     }
     let state = RunState::size(&c, w, c.seq_len, 1, esp_llm_engine::Numerics::Float)?;
     let weights = f32_bytes + q_bytes + q4_bytes + scale_bytes;
+    // A bundle's stored CRC-32 and the one its bytes give (llama2.c checkpoints have none).
+    let crc = match bundle::is_bundle(&blob) {
+        true => Some((bundle::read_header(&blob)?.crc32, bundle::checksum(&blob))),
+        false => None,
+    };
     if a.json {
         let out = serde_json::json!({
             "file": path.display().to_string(),
@@ -63,9 +73,13 @@ pub fn main(a: Args) -> Result<()> {
             },
             "group_sizes": groups,
             "precision": precision.iter().map(|(n, p)| serde_json::json!({"tensor": n, "precision": p})).collect::<Vec<_>>(),
+            "checksum": crc.map(|(stored, got)| serde_json::json!({
+                "crc32": format!("{stored:#010x}"), "computed": format!("{got:#010x}"),
+                "ok": stored == got,
+            })),
         });
         outln!("{out}");
-        return Ok(());
+        return verdict(&path, crc, a.verify);
     }
     outln!("file          {} ({} bytes)", path.display(), blob.len());
     outln!("format        {}", ck.format);
@@ -97,5 +111,30 @@ pub fn main(a: Args) -> Result<()> {
     outln!("  KV cache    {:>12}  (fp32, {} positions)", state.kv_cache, c.seq_len);
     outln!("  activations {:>12}", state.activations);
     outln!("  total       {:>12}", weights + state.total());
-    Ok(())
+    match crc {
+        Some((stored, got)) if stored == got => {
+            outln!("checksum      crc32 {stored:#010x} (matches the bytes)")
+        }
+        Some((stored, got)) => {
+            outln!("checksum      MISMATCH: header says crc32 {stored:#010x}, the bytes give {got:#010x}")
+        }
+        None => outln!("checksum      none (a llama2.c checkpoint has no checksum)"),
+    }
+    verdict(&path, crc, a.verify)
+}
+
+/// `--verify`: an error for a checksum mismatch or a file without a checksum.
+fn verdict(path: &std::path::Path, crc: Option<(u32, u32)>, verify: bool) -> Result<()> {
+    match crc {
+        _ if !verify => Ok(()),
+        Some((stored, got)) if stored != got => bail!(
+            "{}: checksum mismatch: header says {stored:#010x}, the bytes give {got:#010x} (a partial or corrupted copy: copy or pack it again)",
+            path.display()
+        ),
+        Some(_) => Ok(()),
+        None => bail!(
+            "{}: a llama2.c checkpoint has no checksum to verify (esp-llm pack makes a bundle that has one)",
+            path.display()
+        ),
+    }
 }

@@ -1,7 +1,7 @@
 //! `esp-llm run`: llama2.c's `run` on the host, with the same flags and defaults.
 
 use crate::setup::{check_memory, load, parse_bytes, pick_kernels, resolve_seed, transformer};
-use crate::setup::{MathArg, NumericsArg};
+use crate::setup::{LayoutArg, MathArg, NumericsArg};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::kernels;
@@ -79,6 +79,10 @@ pub struct Args {
     /// portable: the implementation the boards run, to see a board's tokens.
     #[arg(long, value_enum, default_value_t = MathArg::System)]
     pub math: MathArg,
+    /// f32 matrix layout: auto, row-major (read in place) or interleaved (repacked at load for
+    /// the SIMD kernels; `-v` says which runs and what it costs).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    pub layout: LayoutArg,
 }
 
 /// Encodes the prompt and applies the context rule (error, or truncation when asked).
@@ -118,14 +122,14 @@ pub fn main(a: Args) -> Result<()> {
     let weights_copied = ck.weights.copied_bytes();
     let wb = ck.weights.byte_breakdown();
     let numerics = Numerics::from(a.numerics);
-    let state = check_memory(&ck, a.max_memory, numerics)?;
     let kernels = pick_kernels(a.kernels.as_deref())?;
-    let mut t = transformer(ck, a.threads, kernels, numerics, a.math.into())?;
+    let state = check_memory(&ck, a.max_memory, numerics, kernels, a.layout.into())?.state;
+    let mut t = transformer(ck, a.threads, kernels, numerics, a.math.into(), a.layout.into())?;
     // The sampler's softmax uses the transformer's math (the portable one for fixed point).
     sampler.math = t.math();
     if a.verbose {
         eprintln!(
-            "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, memory: weights {} B mapped + {} B copied (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
+            "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, f32 layout {}, memory: weights {} B mapped + {} B copied + {} B repacked (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
             loaded.model_path.display(),
             loaded.tokenizer_name(),
             t.numerics().name(),
@@ -134,8 +138,10 @@ pub fn main(a: Args) -> Result<()> {
             kernels::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
             t.worker_count(),
             t.prefill_batch(),
+            t.layout().name(),
             loaded.model.len(),
             weights_copied,
+            t.footprint().repacked,
             wb.f32,
             wb.int8,
             wb.scales,

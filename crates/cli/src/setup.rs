@@ -8,9 +8,8 @@ use anyhow::{bail, Context, Result};
 use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
-use esp_llm_engine::state::StateSize;
 use esp_llm_engine::transformer::DEFAULT_PREFILL;
-use esp_llm_engine::{Checkpoint, Footprint, Math, Numerics, Options, Transformer};
+use esp_llm_engine::{Checkpoint, Footprint, Layout, Math, Numerics, Options, Transformer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +43,29 @@ pub enum MathArg {
     Portable,
 }
 
+/// How the f32 matrices are laid out (`--layout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// Interleaved where the kernels run it faster (avx2, avx512), else row-major.
+    #[default]
+    Auto,
+    /// The checkpoint's rows, read in place from the memory map (zero-copy).
+    RowMajor,
+    /// Copied at load into blocks of 16 rows stored column by column (one more copy of the
+    /// f32 matrices in memory); any kernels run it, the scalar ones slowly.
+    Interleaved,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::Auto => Layout::Auto,
+            LayoutArg::RowMajor => Layout::RowMajor,
+            LayoutArg::Interleaved => Layout::Interleaved,
+        }
+    }
+}
+
 impl From<MathArg> for Math {
     fn from(m: MathArg) -> Math {
         match m {
@@ -73,6 +95,7 @@ pub fn transformer<'a>(
     kernels: &'static dyn Kernels,
     numerics: Numerics,
     math: Math,
+    layout: Layout,
 ) -> Result<Transformer<'a>> {
     let n = match threads {
         Some(0) => bail!("--threads must be at least 1"),
@@ -81,7 +104,7 @@ pub fn transformer<'a>(
     };
     let workers = Box::new(Pool::new(n).context("starting worker threads")?);
     let prefill = DEFAULT_PREFILL;
-    let options = Options { kernels, workers, numerics, prefill, math, ..Options::default() };
+    let options = Options { kernels, workers, numerics, prefill, math, layout, seq_len: None };
     Ok(Transformer::new(ck, options)?)
 }
 
@@ -91,18 +114,23 @@ pub fn check_memory(
     ck: &Checkpoint<'_>,
     max: Option<u64>,
     numerics: Numerics,
-) -> Result<StateSize> {
+    kernels: &dyn Kernels,
+    layout: Layout,
+) -> Result<Footprint> {
     let c = &ck.config;
-    let fp = Footprint::of(c, &ck.weights, c.seq_len, DEFAULT_PREFILL, numerics)?;
+    let layout = layout.resolve(kernels, &ck.weights);
+    let fp = Footprint::of(c, &ck.weights, c.seq_len, DEFAULT_PREFILL, numerics)?
+        .with_layout(&ck.weights, layout);
     let state = fp.state;
-    let need = (fp.weights + fp.derived + state.total()) as u64;
+    let need = (fp.weights + fp.derived + fp.repacked + state.total()) as u64;
     let parts = format!(
-        "{} of weights, {} of KV cache for {} positions, {} of activations, {} derived at load",
-        fp.weights, state.kv_cache, c.seq_len, state.activations, fp.derived
+        "{} of weights, {} of KV cache for {} positions, {} of activations, {} derived at load, {} of weights repacked ({} layout)",
+        fp.weights, state.kv_cache, c.seq_len, state.activations, fp.derived, fp.repacked, layout.name()
     );
     if let Some(max) = max {
         if need > max {
-            bail!("this run needs {need} bytes ({parts}), more than --max-memory {max}; try an int8 model");
+            let hint = if fp.repacked > 0 { " or --layout row-major" } else { "" };
+            bail!("this run needs {need} bytes ({parts}), more than --max-memory {max}; try an int8 model{hint}");
         }
     }
     if let Some(avail) = mem_available() {
@@ -110,7 +138,7 @@ pub fn check_memory(
             bail!("this run needs {need} bytes ({parts}), more than the {avail} bytes of memory available");
         }
     }
-    Ok(state)
+    Ok(fp)
 }
 
 /// `MemAvailable` from /proc/meminfo (Linux), in bytes.

@@ -204,3 +204,38 @@ fn absurd_context_is_refused_before_allocating() {
     assert!(e.contains("of KV cache for 16777216 positions"), "{e}");
     assert!(e.contains("bytes of memory available"), "{e}");
 }
+
+#[test]
+fn inspect_reports_and_verifies_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shared("models").join("stories260K.bin");
+    let bundle = dir.path().join("m.ellb");
+    let o = Command::cargo_bin("esp-llm")
+        .unwrap()
+        .arg("pack")
+        .arg(&model)
+        .arg("-o")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inspect =
+        |args: &[&str]| Command::cargo_bin("esp-llm").unwrap().args(args).output().unwrap();
+    let b = bundle.to_str().unwrap();
+    let o = inspect(&["inspect", "--verify", b]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(matches the bytes)"));
+    // One byte flipped in the weights: reported without --verify, an error with it.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let bad = write(dir.path(), "bad.ellb", &bytes);
+    let o = inspect(&["inspect", &bad]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("MISMATCH"));
+    let e = fails(&["inspect", "--verify", &bad]);
+    assert!(e.contains("checksum mismatch") && e.contains("partial or corrupted"), "{e}");
+    assert_eq!(e.matches("partial").count(), 1, "{e}");
+    let e = fails(&["inspect", "--verify", model.to_str().unwrap()]);
+    assert!(e.contains("has no checksum"), "{e}");
+}

@@ -7,6 +7,7 @@
 use crate::error::Result;
 use crate::fixed::FixedWeights;
 use crate::model::{Config, Matrix, Weights};
+use crate::repack::{Layout, Repacked};
 use crate::state::{RunState, StateSize};
 use crate::transformer::Numerics;
 
@@ -25,6 +26,8 @@ pub struct Footprint {
     pub seq_len: usize,
     /// Positions per prefill batch.
     pub batch: usize,
+    /// The f32 matrices repacked at load ([`Layout::Interleaved`]; 0 when read in place).
+    pub repacked: usize,
 }
 
 impl Footprint {
@@ -48,12 +51,23 @@ impl Footprint {
             Numerics::Fixed => FixedWeights::size(config, weights),
         };
         let rope = config.head_size().div_ceil(2) * 4;
-        Ok(Footprint { weights: weights.bytes(), state, derived: fixed + rope, seq_len, batch })
+        let derived = fixed + rope;
+        Ok(Footprint { weights: weights.bytes(), state, derived, seq_len, batch, repacked: 0 })
+    }
+
+    /// This footprint with the f32 matrices of `weights` in `layout` (as resolved by
+    /// [`Layout::resolve`]; [`Layout::Interleaved`] adds the repacked copy).
+    pub fn with_layout(self, weights: &Weights<'_>, layout: Layout) -> Footprint {
+        let repacked = match layout {
+            Layout::Interleaved => Repacked::size(weights),
+            Layout::Auto | Layout::RowMajor => 0,
+        };
+        Footprint { repacked, ..self }
     }
 
     /// Bytes allocated by [`Transformer::new`](crate::Transformer::new).
     pub fn allocated(&self) -> usize {
-        self.state.total() + self.derived
+        self.state.total() + self.derived + self.repacked
     }
 }
 

@@ -12,6 +12,7 @@ use crate::kernels::Kernels;
 use crate::math::{rmsnorm_in_place, Math};
 use crate::model::{Config, Matrix, Weights};
 use crate::parallel::{split_concat, split_job, Shared, Workers};
+use crate::repack::{Repacked, Slot};
 use crate::state::Buffers;
 use core::ops::Range;
 
@@ -20,6 +21,9 @@ pub use crate::transformer::{Numerics, Options, Transformer, DEFAULT_PREFILL};
 
 /// Row ranges handed to workers start at multiples of this, so SIMD row blocks stay whole.
 pub(crate) const ROW_ALIGN: usize = 16;
+// Ranges then also start on the interleaved layout's blocks (its kernels take any range, but
+// a range starting inside a block runs its first rows with the scalar twin).
+const _: () = assert!(ROW_ALIGN.is_multiple_of(crate::kernels::interleaved::LANES));
 /// In a batch, weights are walked in tiles of about this many bytes, each tile applied to
 /// every position of the batch while it is in the L1/L2 cache.
 const TILE_BYTES: usize = 32 * 1024;
@@ -115,6 +119,8 @@ pub(crate) struct Float<'s, 'w> {
     pub logits: &'s mut [f32],
     /// The int8 input layout of the run state ([`crate::state::q8_layout`], computed once).
     pub q8: (usize, usize),
+    /// The f32 matrices repacked in the row-interleaved layout, if they are.
+    pub packed: Option<&'s Repacked>,
 }
 
 impl Float<'_, '_> {
@@ -128,6 +134,13 @@ impl Float<'_, '_> {
         batch: usize,
     ) -> BatchInput<'i> {
         BatchInput { x, x_stride: stride, xq, q_stride, xs, s_stride, batch, layout: None }
+    }
+}
+
+impl<'s> Float<'s, '_> {
+    /// Layer `l`'s `slot` matrix `m` in the row-interleaved layout, if repacked.
+    fn packed(&self, l: usize, slot: Slot, m: &Matrix<'_>) -> Option<&'s [f32]> {
+        self.packed.and_then(|p| p.layer(l, slot, m))
     }
 }
 
@@ -158,14 +171,19 @@ impl Block for Float<'_, '_> {
     fn qkv(&mut self, l: usize, pos0: usize, nb: usize) {
         let (dim, kv_dim) = (self.c.dim, self.c.kv_dim());
         let layer = &self.w.layers[l];
-        let s = &mut *self.s;
         // k and v land in the cache rows of their positions.
         let kv_at = (l * self.c.seq_len + pos0) * kv_dim;
+        let (pq, pk, pv) = (
+            self.packed(l, Slot::Wq, &layer.wq),
+            self.packed(l, Slot::Wk, &layer.wk),
+            self.packed(l, Slot::Wv, &layer.wv),
+        );
+        let s = &mut *self.s;
         let mut input = Self::input(self.xq, self.xs, self.q8, &s.xb, dim, nb);
         let targets = [
-            Target::new(&layer.wq, &mut s.q, dim, nb),
-            Target::new(&layer.wk, &mut s.key_cache[kv_at..], kv_dim, nb),
-            Target::new(&layer.wv, &mut s.value_cache[kv_at..], kv_dim, nb),
+            Target::new(&layer.wq, pq, &mut s.q, dim, nb),
+            Target::new(&layer.wk, pk, &mut s.key_cache[kv_at..], kv_dim, nb),
+            Target::new(&layer.wv, pv, &mut s.value_cache[kv_at..], kv_dim, nb),
         ];
         self.ctx.concat(&targets, &mut input);
     }
@@ -213,20 +231,28 @@ impl Block for Float<'_, '_> {
 
     fn output(&mut self, l: usize, nb: usize) {
         let dim = self.c.dim;
+        let wo = &self.w.layers[l].wo;
+        let po = self.packed(l, Slot::Wo, wo);
         let s = &mut *self.s;
         let mut input = Self::input(self.xq, self.xs, self.q8, &s.xb, dim, nb);
-        let wo = &self.w.layers[l].wo;
-        self.ctx.concat(&[Target::new(wo, &mut s.xb2, dim, nb)], &mut input);
+        self.ctx.concat(&[Target::new(wo, po, &mut s.xb2, dim, nb)], &mut input);
     }
 
     fn ffn(&mut self, l: usize, nb: usize) {
         let (dim, hidden_dim) = (self.c.dim, self.c.hidden_dim);
         let layer = &self.w.layers[l];
+        let (p1, p2, p3) = (
+            self.packed(l, Slot::W1, &layer.w1),
+            self.packed(l, Slot::W2, &layer.w2),
+            self.packed(l, Slot::W3, &layer.w3),
+        );
         let s = &mut *self.s;
         let mut input = Self::input(self.xq, self.xs, self.q8, &s.xb, dim, nb);
-        self.ctx.ffn_up(&layer.w1, &layer.w3, &mut s.hb, &mut s.hb2, hidden_dim, nb, &mut input);
+        let t1 = Target::new(&layer.w1, p1, &mut s.hb, hidden_dim, nb);
+        let t3 = Target::new(&layer.w3, p3, &mut s.hb2, hidden_dim, nb);
+        self.ctx.ffn_up(t1, t3, nb, &mut input);
         let mut input = Self::input(self.xq, self.xs, self.q8, &s.hb, hidden_dim, nb);
-        self.ctx.concat(&[Target::new(&layer.w2, &mut s.xb, dim, nb)], &mut input);
+        self.ctx.concat(&[Target::new(&layer.w2, p2, &mut s.xb, dim, nb)], &mut input);
     }
 
     fn residual(&mut self, branch: Branch, nb: usize) {
@@ -246,7 +272,9 @@ impl Block for Float<'_, '_> {
         rmsnorm_in_place(last, &self.w.rms_final_weight);
         let mut input = Self::input(self.xq, self.xs, self.q8, last, dim, 1);
         let vocab = self.logits.len();
-        let target = Target::new(self.w.classifier(), self.logits, vocab, 1);
+        let cls = self.w.classifier();
+        let packed = self.packed.and_then(|p| p.classifier(cls));
+        let target = Target::new(cls, packed, self.logits, vocab, 1);
         self.ctx.concat(&[target], &mut input);
     }
 }
@@ -305,16 +333,24 @@ fn same_input(a: &Matrix<'_>, b: &Matrix<'_>) -> bool {
 /// Where a matrix's output rows go: position `b`, row `r` at `out[b * stride + r]`.
 struct Target<'m, 'w, 'o> {
     m: &'m Matrix<'w>,
+    /// The f32 matrix `m` repacked in the row-interleaved layout, read instead of `m`'s rows.
+    packed: Option<&'m [f32]>,
     out: Shared<'o, f32>,
     stride: usize,
 }
 
 impl<'m, 'w, 'o> Target<'m, 'w, 'o> {
     /// Checks that `out` holds `batch` outputs of the matrix's rows, `stride` apart.
-    fn new(m: &'m Matrix<'w>, out: &'o mut [f32], stride: usize, batch: usize) -> Self {
+    fn new(
+        m: &'m Matrix<'w>,
+        packed: Option<&'m [f32]>,
+        out: &'o mut [f32],
+        stride: usize,
+        batch: usize,
+    ) -> Self {
         let need = (batch - 1) * stride + m.rows();
         assert!(stride >= m.rows() && out.len() >= need, "output buffer too small");
-        Target { m, out: Shared::new(out), stride }
+        Target { m, packed, out: Shared::new(out), stride }
     }
 
     /// Rows `rows` of position `b`.
@@ -350,7 +386,10 @@ impl Ctx<'_> {
                 match t.m {
                     Matrix::F32 { w, cols, .. } => {
                         let x = &input.x[b * input.x_stride..][..*cols];
-                        k.matmul_f32(out, &w[r0 * cols..r1 * cols], x);
+                        match t.packed {
+                            Some(p) => k.matmul_f32_interleaved(out, p, x, r0),
+                            None => k.matmul_f32(out, &w[r0 * cols..r1 * cols], x),
+                        }
                     }
                     Matrix::Q8(m) => {
                         let groups = m.stride / m.group;
@@ -404,21 +443,17 @@ impl Ctx<'_> {
         });
     }
 
-    /// `hb = silu(w1 · x) * (w3 · x)`, both matrices and the gate split by the same rows.
-    #[allow(clippy::too_many_arguments)]
+    /// `hb = silu(w1 · x) * (w3 · x)` (`t1` and `t3`: w1 into hb, w3 into hb2), both
+    /// matrices and the gate split by the same rows.
     fn ffn_up(
         &self,
-        w1: &Matrix<'_>,
-        w3: &Matrix<'_>,
-        hb: &mut [f32],
-        hb2: &mut [f32],
-        hidden_dim: usize,
+        t1: Target<'_, '_, '_>,
+        t3: Target<'_, '_, '_>,
         nb: usize,
         input: &mut BatchInput<'_>,
     ) {
         let (math, kernels) = (self.math, self.kernels);
-        let t1 = Target::new(w1, hb, hidden_dim, nb);
-        let t3 = Target::new(w3, hb2, hidden_dim, nb);
+        let (w1, w3, hidden_dim) = (t1.m, t3.m, t1.m.rows());
         let swiglu = |rows: Range<usize>| {
             for b in 0..nb {
                 // SAFETY: the caller owns these rows of both buffers.

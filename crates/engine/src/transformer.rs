@@ -11,6 +11,7 @@ use crate::kernels::{self, Kernels};
 use crate::math::Math;
 use crate::model::{Config, Weights};
 use crate::parallel::{Serial, Workers};
+use crate::repack::{Layout, Repacked};
 use crate::state::{zeros, Activations, RunState, StateSize};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -59,6 +60,9 @@ pub struct Options<'a> {
     /// Where `expf`, `cosf`, `sinf`, `powf` come from. The fixed-point numerics always use
     /// [`Math::Portable`]: their purpose is a board's tokens.
     pub math: Math,
+    /// How the f32 matrices are laid out: [`Layout::Auto`] repacks them at load
+    /// ([`Repacked::size`] bytes more) when the kernels prefer it, else reads them in place.
+    pub layout: Layout,
 }
 
 impl Default for Options<'_> {
@@ -70,6 +74,7 @@ impl Default for Options<'_> {
             numerics: Numerics::Float,
             prefill: 1,
             math: Math::default(),
+            layout: Layout::Auto,
         }
     }
 }
@@ -90,13 +95,15 @@ pub struct Transformer<'a> {
     fixed: Option<FixedWeights>,
     /// Longest int8 row and its scales ([`crate::state::q8_layout`]): the run state's layout.
     q8: (usize, usize),
+    /// The f32 matrices in the row-interleaved layout ([`Layout::Interleaved`]).
+    packed: Option<Repacked>,
 }
 
 impl<'a> Transformer<'a> {
     /// Builds a transformer over a parsed checkpoint: allocates (fallibly) the run state, the
     /// RoPE frequencies and what the numerics derive, [`Footprint::allocated`] bytes in all.
     pub fn new(checkpoint: Checkpoint<'a>, options: Options<'a>) -> Result<Self> {
-        let Options { seq_len, kernels, workers, numerics, prefill, math } = options;
+        let Options { seq_len, kernels, workers, numerics, prefill, math, layout } = options;
         let mut config = checkpoint.config;
         if let Some(cap) = seq_len {
             if cap == 0 {
@@ -109,7 +116,9 @@ impl<'a> Transformer<'a> {
             config.seq_len = config.seq_len.min(cap);
         }
         let weights = checkpoint.weights;
-        let fp = Footprint::of(&config, &weights, config.seq_len, prefill, numerics)?;
+        let layout = layout.resolve(kernels, &weights);
+        let fp = Footprint::of(&config, &weights, config.seq_len, prefill, numerics)?
+            .with_layout(&weights, layout);
         let math = match numerics {
             Numerics::Float => math,
             Numerics::Fixed => Math::Portable,
@@ -126,8 +135,24 @@ impl<'a> Transformer<'a> {
         for (f, v) in rope_freq.iter_mut().zip(math.rope_freq(config.head_size())) {
             *f = v;
         }
+        let packed = match layout {
+            Layout::Interleaved => Some(Repacked::new(&weights)?),
+            Layout::Auto | Layout::RowMajor => None,
+        };
+        debug_assert_eq!(fp.repacked, packed.as_ref().map_or(0, |_| Repacked::size(&weights)));
         let q8 = crate::state::q8_layout(&weights);
-        Ok(Transformer { config, weights, state, kernels, workers, math, rope_freq, fixed, q8 })
+        Ok(Transformer {
+            config,
+            weights,
+            state,
+            kernels,
+            workers,
+            math,
+            rope_freq,
+            fixed,
+            q8,
+            packed,
+        })
     }
 
     /// The numerics in use.
@@ -135,6 +160,14 @@ impl<'a> Transformer<'a> {
         match self.state.act {
             Activations::Float(_) => Numerics::Float,
             Activations::Fixed(_) => Numerics::Fixed,
+        }
+    }
+
+    /// How the f32 matrices are laid out ([`Layout::RowMajor`] or [`Layout::Interleaved`]).
+    pub fn layout(&self) -> Layout {
+        match self.packed {
+            Some(_) => Layout::Interleaved,
+            None => Layout::RowMajor,
         }
     }
 
@@ -152,13 +185,16 @@ impl<'a> Transformer<'a> {
     pub fn footprint(&self) -> Footprint {
         // Cannot fail: the same computation succeeded when the state was allocated.
         let (c, w, n) = (&self.config, &self.weights, self.numerics());
-        Footprint::of(c, w, c.seq_len, self.state.batch, n).unwrap_or(Footprint {
-            weights: 0,
-            state: StateSize { kv_cache: 0, activations: 0 },
-            derived: 0,
-            seq_len: 0,
-            batch: 0,
-        })
+        Footprint::of(c, w, c.seq_len, self.state.batch, n)
+            .map(|fp| fp.with_layout(w, self.layout()))
+            .unwrap_or(Footprint {
+                weights: 0,
+                state: StateSize { kv_cache: 0, activations: 0 },
+                derived: 0,
+                seq_len: 0,
+                batch: 0,
+                repacked: 0,
+            })
     }
 
     /// The bytes of run state this transformer holds.
@@ -217,7 +253,8 @@ impl<'a> Transformer<'a> {
         let RunState { act, logits: out, xq, xs, .. } = &mut self.state;
         match (act, &self.fixed) {
             (Activations::Float(s), _) => {
-                let mut block = Float { c, w, ctx, rope_freq, s, xq, xs, logits: out, q8: self.q8 };
+                let (q8, packed) = (self.q8, self.packed.as_ref());
+                let mut block = Float { c, w, ctx, rope_freq, s, xq, xs, logits: out, q8, packed };
                 step(&mut block, c.n_layers, tokens, pos0, logits);
             }
             (Activations::Fixed(s), Some(fw)) => {

@@ -4,7 +4,7 @@
 use esp_llm_engine::kernels::{self, Kernels};
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::{
-    Checkpoint, Event, Generator, Math, Options, Sampler, Stop, Tokenizer, Transformer,
+    Checkpoint, Event, Generator, Layout, Math, Options, Sampler, Stop, Tokenizer, Transformer,
 };
 use esp_llm_fixtures::*;
 
@@ -14,16 +14,19 @@ pub struct Setup {
     pub kernels: &'static dyn Kernels,
     pub threads: usize,
     pub prefill: usize,
+    /// The f32 matrices' layout (int8 models have none to repack).
+    pub layout: Layout,
 }
 
 impl Setup {
     fn default_run() -> Setup {
-        Setup { kernels: kernels::best(), threads: 1, prefill: 1 }
+        Setup { kernels: kernels::best(), threads: 1, prefill: 1, layout: Layout::Auto }
     }
 }
 
 /// Every kernel this machine runs with 1, 2 and 3 threads, and prefill batches of 1, 16 and 5
-/// (so that chunk tails are exercised too).
+/// (so that chunk tails are exercised too), each over both f32 layouts (row-major in place, and
+/// repacked row-interleaved: the scalar twin for the portable kernels, SIMD for avx2/avx512).
 ///
 /// `ESP_LLM_TEST_KERNELS=neon,neon-dotprod` (comma-separated names) narrows the kernels to
 /// those, each of which must be available: the emulated aarch64 CI run (`.ci/aarch64.sh`) uses
@@ -43,7 +46,9 @@ fn setups() -> Vec<Setup> {
     let mut v = Vec::new();
     for k in chosen {
         for (threads, prefill) in [(1, 1), (2, 16), (3, 5)] {
-            v.push(Setup { kernels: k, threads, prefill });
+            for layout in [Layout::RowMajor, Layout::Interleaved] {
+                v.push(Setup { kernels: k, threads, prefill, layout });
+            }
         }
     }
     v
@@ -84,8 +89,8 @@ pub fn run_case_math(
     let ck = Checkpoint::parse(model).unwrap();
     let vocab = ck.config.vocab_size;
     let workers = Box::new(Pool::new(setup.threads).unwrap());
-    let (kernels, prefill) = (setup.kernels, setup.prefill);
-    let options = Options { kernels, workers, prefill, math, ..Options::default() };
+    let (kernels, prefill, layout) = (setup.kernels, setup.prefill, setup.layout);
+    let options = Options { kernels, workers, prefill, math, layout, ..Options::default() };
     let mut t = Transformer::new(ck, options).unwrap();
     let tokenizer = Tokenizer::from_bytes(tok, vocab).unwrap();
     let temp = g.temperature.unwrap_or(1.0);
@@ -185,8 +190,14 @@ fn all_cases_with_every_kernel_and_thread_count() {
     for g in goldens() {
         let Some((_, model)) = models.iter().find(|(e, _)| *e == g.engine) else { continue };
         for s in &setups {
-            let what =
-                format!("{} [{} x{} prefill {}]", g.name, s.kernels.name(), s.threads, s.prefill);
+            let what = format!(
+                "{} [{} x{} prefill {} {}]",
+                g.name,
+                s.kernels.name(),
+                s.threads,
+                s.prefill,
+                s.layout.name()
+            );
             let (tokens, stop, text) = run_case_with(model, &tok, &g, *s);
             assert_eq!(tokens, g.tokens, "{what}: tokens");
             assert_eq!(Some(stop.as_str()), g.stop.as_deref(), "{what}: stop");
@@ -219,6 +230,7 @@ fn prefill_logits_are_bit_identical() {
                     kernels: s.kernels,
                     workers: pool,
                     prefill: batch,
+                    layout: s.layout,
                     ..Options::default()
                 };
                 let mut t = Transformer::new(ck, o).unwrap();
@@ -229,9 +241,10 @@ fn prefill_logits_are_bit_identical() {
                 assert_eq!(
                     bits(got),
                     bits(&want_logits[last]),
-                    "{name} {} x{} batch {batch}",
+                    "{name} {} x{} batch {batch} {}",
                     s.kernels.name(),
-                    s.threads
+                    s.threads,
+                    s.layout.name()
                 );
             }
         }

@@ -3,7 +3,8 @@
 //! reallocation, nothing uncounted), for both numerics, prefill batches and context caps.
 
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
-use esp_llm_engine::{Checkpoint, Footprint, Numerics, Options, Transformer};
+use esp_llm_engine::kernels;
+use esp_llm_engine::{Checkpoint, Footprint, Layout as F32Layout, Numerics, Options, Transformer};
 use esp_llm_fixtures::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -66,13 +67,17 @@ fn peak_is_the_planned_footprint() {
             if numerics == Numerics::Fixed && *name == "fp32" {
                 continue;
             }
-            for prefill in [1, 16] {
+            for (prefill, layout) in [(1, F32Layout::RowMajor), (16, F32Layout::Interleaved)] {
                 for cap in [None, Some(100)] {
                     let ck = Checkpoint::parse(bytes).unwrap();
                     let seq = cap.unwrap_or(ck.config.seq_len);
-                    let planned =
-                        Footprint::of(&ck.config, &ck.weights, seq, prefill, numerics).unwrap();
-                    let options = Options { seq_len: cap, numerics, prefill, ..Options::default() };
+                    let kernels = kernels::best();
+                    let resolved = layout.resolve(kernels, &ck.weights);
+                    let planned = Footprint::of(&ck.config, &ck.weights, seq, prefill, numerics)
+                        .unwrap()
+                        .with_layout(&ck.weights, resolved);
+                    let options =
+                        Options { seq_len: cap, numerics, prefill, layout, ..Options::default() };
                     let base = HELD.load(SeqCst);
                     PEAK.store(base, SeqCst);
                     let t = Transformer::new(ck, options).unwrap();
@@ -82,6 +87,10 @@ fn peak_is_the_planned_footprint() {
                     assert_eq!(peak, planned.allocated(), "{what}: peak");
                     assert_eq!(t.footprint(), planned, "{what}");
                     assert!(planned.state.kv_cache > 0 && planned.derived > 0, "{what}");
+                    // Only the fp32 model has f32 matrices to repack.
+                    let repacks = *name == "fp32" && layout == F32Layout::Interleaved;
+                    assert_eq!(t.layout(), resolved, "{what}");
+                    assert_eq!(planned.repacked > 0, repacks, "{what}: repacked");
                     drop(t);
                     n += 1;
                 }

@@ -6,6 +6,9 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod interleaved;
+#[cfg(target_arch = "x86_64")]
+mod interleaved_x86;
 #[cfg(all(target_arch = "xtensa", feature = "lx7"))]
 pub mod lx7;
 pub mod scalar;
@@ -105,6 +108,20 @@ pub trait Kernels: Sync {
         scale: Rescale,
     ) {
         scalar::matmul_q8_fixed(out, wq, ws, xq, group, scale)
+    }
+
+    /// Whether these kernels run f32 matmuls faster over matrices repacked at load time into
+    /// the row-interleaved layout ([`interleaved`], [`crate::Layout::Auto`]) than over the
+    /// checkpoint's rows in place.
+    fn prefers_interleaved(&self) -> bool {
+        false
+    }
+
+    /// Rows `first..first + out.len()` of the whole f32 matrix `w` of `x.len()` columns,
+    /// repacked into the row-interleaved layout ([`interleaved::pack`]), times `x`: the same
+    /// floats as [`Kernels::matmul_f32`] over those rows in row-major order.
+    fn matmul_f32_interleaved(&self, out: &mut [f32], w: &[f32], x: &[f32], first: usize) {
+        interleaved::matmul(out, w, x, first)
     }
 }
 

@@ -19,7 +19,9 @@
 //! the 37 MB stories15M classifier streams at 2.6 GiB/s scalar, 9.0 GiB/s avx2; int8 768x288
 //! (groups of 32) scalar 2.0, avx2 13.9-17.8 G/s.
 
-use super::{f32_shapes_ok, q4_shapes_ok, q8_shapes_ok, Kernels, Scalar};
+use super::{
+    f32_shapes_ok, interleaved, interleaved_x86, q4_shapes_ok, q8_shapes_ok, Kernels, Scalar,
+};
 use core::arch::x86_64::*;
 
 /// AVX2 + FMA kernels (8 rows per vector).
@@ -129,6 +131,18 @@ impl Kernels for Avx2 {
             group,
         );
     }
+
+    fn prefers_interleaved(&self) -> bool {
+        true
+    }
+
+    fn matmul_f32_interleaved(&self, out: &mut [f32], w: &[f32], x: &[f32], first: usize) {
+        if !interleaved::shapes_ok(out, w, x, first) {
+            return interleaved::matmul(out, w, x, first);
+        }
+        // SAFETY: `Avx2` is only constructed when the CPU has AVX2; lengths checked.
+        unsafe { interleaved_x86::matmul_avx2(out, w, x, first) }
+    }
 }
 
 /// Largest f32 matmul call (in weights) the AVX-512 loop takes; larger ones use AVX2's.
@@ -179,6 +193,18 @@ impl Kernels for Avx512 {
         group: usize,
     ) {
         AVX2.matmul_q4(out, wq, ws, xq, xs, group)
+    }
+
+    fn prefers_interleaved(&self) -> bool {
+        true
+    }
+
+    fn matmul_f32_interleaved(&self, out: &mut [f32], w: &[f32], x: &[f32], first: usize) {
+        if !interleaved::shapes_ok(out, w, x, first) {
+            return interleaved::matmul(out, w, x, first);
+        }
+        // SAFETY: `Avx512` is only constructed when the CPU has AVX-512F; lengths checked.
+        unsafe { interleaved_x86::matmul_avx512(out, w, x, first) }
     }
 }
 
