@@ -202,13 +202,28 @@ pub fn model_bundle(
         Tokenizer::from_bytes(&tok, ck.config.vocab_size)
             .with_context(|| format!("{}", tok_path.display()))?;
         let int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
-        let candidates: Vec<(Quant, &str)> = match quant {
+        let mixed = Quant::Mixed {
+            embedding: bundle::Precision::Q4(96),
+            layers: bundle::Precision::Q8(None),
+        };
+        let mut candidates: Vec<(Quant, &str)> = match quant {
             Some(QuantArg::F32) => vec![(Quant::F32, "f32")],
             Some(QuantArg::Q8) => vec![(Quant::Q8(None), "int8")],
-            // An int8 source keeps its own groups; an f32 one may stay f32 or become int8.
+            Some(QuantArg::Q4) => vec![(Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")],
+            Some(QuantArg::Mixed) => vec![(mixed, "int4/int8 mixed")],
+            // An int8 source keeps its own groups; an f32 one may stay f32 or become int8; int4
+            // layouts only when nothing larger fits the partition (see below).
             None if int8 => vec![(Quant::Q8(None), "int8")],
             None => vec![(Quant::F32, "f32"), (Quant::Q8(None), "int8")],
         };
+        // A model that fits no int8 layout gets the int4 ones `pack --fit` would try.
+        let fits_int8 = candidates.iter().any(|(q, _)| {
+            bundle::packed_len(&ck, tok.len(), *q).is_ok_and(|n| n <= r.model_size as usize)
+        });
+        if quant.is_none() && !fits_int8 {
+            candidates =
+                vec![(mixed, "int4/int8 mixed"), (Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")];
+        }
         // Pack each candidate and keep the one the plan says is fastest (f32 on a tie).
         let mut best: Option<(Vec<u8>, &str, f64)> = None;
         for (q, name) in candidates {

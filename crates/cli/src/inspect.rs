@@ -29,17 +29,26 @@ pub fn main(a: Args) -> Result<()> {
     let c = ck.config;
     let w = &ck.weights;
     let wb = w.byte_breakdown();
-    let (f32_bytes, q_bytes, scale_bytes) = (wb.f32, wb.int8, wb.scales);
+    let (f32_bytes, q_bytes, q4_bytes, scale_bytes) = (wb.f32, wb.int8, wb.int4, wb.scales);
     let mut groups = Vec::new();
-    for (_, _, m) in w.matrices() {
+    // Per tensor name: its element type and group, e.g. "wq int8 g32" (once per distinct one).
+    let mut precision: Vec<(&str, String)> = Vec::new();
+    for (name, _, m) in w.matrices() {
         if let Some(g) = m.group() {
             if !groups.contains(&g) {
                 groups.push(g);
             }
         }
+        let p = match m.group() {
+            Some(g) => format!("{} g{g}", m.dtype_name()),
+            None => m.dtype_name().to_string(),
+        };
+        if !precision.iter().any(|(n, q)| *n == name && *q == p) {
+            precision.push((name, p));
+        }
     }
     let state = RunState::size(&c, w, c.seq_len, 1, esp_llm_engine::Numerics::Float)?;
-    let weights = f32_bytes + q_bytes + scale_bytes;
+    let weights = f32_bytes + q_bytes + q4_bytes + scale_bytes;
     // A bundle's stored CRC-32 and the one its bytes give (llama2.c checkpoints have none).
     let crc = match bundle::is_bundle(&blob) {
         true => Some((bundle::read_header(&blob)?.crc32, bundle::checksum(&blob))),
@@ -59,10 +68,11 @@ pub fn main(a: Args) -> Result<()> {
             "parameters": c.n_params(),
             "memory": {
                 "weights": weights, "f32_weights": f32_bytes, "int8_weights": q_bytes,
-                "int8_scales": scale_bytes, "kv_cache": state.kv_cache,
+                "int4_weights": q4_bytes, "int8_scales": scale_bytes, "kv_cache": state.kv_cache,
                 "activations": state.activations, "total": weights + state.total(),
             },
             "group_sizes": groups,
+            "precision": precision.iter().map(|(n, p)| serde_json::json!({"tensor": n, "precision": p})).collect::<Vec<_>>(),
             "checksum": crc.map(|(stored, got)| serde_json::json!({
                 "crc32": format!("{stored:#010x}"), "computed": format!("{got:#010x}"),
                 "ok": stored == got,
@@ -84,11 +94,18 @@ pub fn main(a: Args) -> Result<()> {
         if c.shared_classifier { "shared with the token embedding" } else { "separate" }
     );
     outln!("parameters    {}", c.n_params());
+    let list: Vec<String> = precision.iter().map(|(n, p)| format!("{n} {p}")).collect();
+    outln!("precision     {}", list.join(" · "));
     outln!("memory (bytes)");
     outln!("  weights     {weights:>12}");
     outln!("    f32       {f32_bytes:>12}");
     if q_bytes > 0 {
         outln!("    int8      {q_bytes:>12}");
+    }
+    if q4_bytes > 0 {
+        outln!("    int4      {q4_bytes:>12}  (two values per byte)");
+    }
+    if q_bytes + q4_bytes > 0 {
         outln!("    scales    {scale_bytes:>12}  (group size {groups:?})");
     }
     outln!("  KV cache    {:>12}  (fp32, {} positions)", state.kv_cache, c.seq_len);

@@ -1,10 +1,13 @@
 //! `esp-llm pack`: one file to flash, holding config, tokenizer and aligned tensors with a CRC.
 
 use crate::setup::{self, tensor_progress};
-use anyhow::{Context, Result};
-use esp_llm_engine::checkpoint::bundle::{self, Quant};
+use crate::units::human;
+use anyhow::{bail, Context, Result};
+use esp_llm_board::plan;
+use esp_llm_engine::checkpoint::bundle::{self, PackedTensor, Precision, Quant};
 use esp_llm_engine::model::Matrix;
 use esp_llm_engine::Checkpoint;
+use esp_llm_engine::Needs;
 use std::path::PathBuf;
 
 /// Weight storage in the bundle.
@@ -12,8 +15,13 @@ use std::path::PathBuf;
 pub enum QuantArg {
     /// 32-bit floats.
     F32,
-    /// Int8 with per-group f32 scales.
+    /// Int8 with per-group f32 scales (group: -g).
     Q8,
+    /// Int4, two per byte, with per-group f32 scales (group: --q4-group).
+    Q4,
+    /// Int4 token embedding and classifier (--q4-group), int8 layers (-g): the big vocabulary
+    /// tables shrink to a quarter of f32's eighth, the layers keep int8's quality.
+    Mixed,
 }
 
 #[derive(clap::Args)]
@@ -25,16 +33,75 @@ pub struct Args {
     /// Tokenizer to include. Default: beside the model (`tok<vocab>.bin` or `tokenizer.bin`).
     #[arg(short = 'z', long)]
     pub tokenizer: Option<PathBuf>,
-    /// Weight storage. Default: q8 for int8 sources, f32 otherwise.
-    #[arg(long, value_enum)]
+    /// Weight storage: f32, q8 (int8), q4 (int4) or mixed (int4 token embedding and classifier,
+    /// int8 layer matrices). Norms are always f32. Default: as the source (int8 and int4
+    /// tensors keep their groups), f32 for f32 sources.
+    #[arg(long, value_enum, conflicts_with = "fit")]
     pub quant: Option<QuantArg>,
     /// Int8 group size (values per scale), per tensor; rows are zero-padded so it need not divide
     /// them. Default: keep an int8 source's groups; 32 when quantizing from f32.
     #[arg(long, short = 'g')]
     pub group_size: Option<usize>,
+    /// Int4 group size (a multiple of 16) for q4 and for mixed's tables. Default: 32.
+    #[arg(long)]
+    pub q4_group: Option<usize>,
+    /// Choose the best-quality layout that fits this chip (esp32s3, esp32p4, esp32c6, esp32c3)
+    /// and whose plan runs: f32, then q8, then mixed, then q4 with growing groups (the order of
+    /// the measured quality, docs/bundle.md). Uses --flash/--psram or the reference board's.
+    #[arg(long)]
+    pub fit: Option<String>,
+    /// Flash size for --fit (16MB, 4MB; a bare number is MB). Default: the chip's board.
+    #[arg(long, value_parser = parse_mb, requires = "fit")]
+    pub flash: Option<usize>,
+    /// PSRAM size for --fit. Default: the chip's board.
+    #[arg(long, value_parser = parse_mb, requires = "fit")]
+    pub psram: Option<usize>,
     /// Output bundle.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+}
+
+fn parse_mb(s: &str) -> std::result::Result<usize, String> {
+    crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))
+}
+
+/// The layouts `--fit` tries, best measured quality first (docs/bundle.md, "Quality").
+pub fn fit_candidates() -> Vec<Quant> {
+    // Groups of 96 divide the 288/768 rows of stories15M and 512/1376's multiples of 32 of the
+    // larger shapes without padding; 64 and 128 pad 288-value rows to 320 and 384.
+    let (q4, q8) = (Precision::Q4, |g| Precision::Q8(Some(g)));
+    vec![
+        Quant::F32,
+        Quant::Q8(Some(32)),
+        Quant::Mixed { embedding: q4(32), layers: q8(32) },
+        Quant::Mixed { embedding: q4(96), layers: q8(32) },
+        Quant::Mixed { embedding: q4(96), layers: q8(96) },
+        Quant::Mixed { embedding: q4(128), layers: q8(128) },
+        Quant::Q4(32),
+        Quant::Q4(96),
+        Quant::Q4(128),
+    ]
+}
+
+/// How a layout reads in the output.
+pub fn describe(q: Quant, source_int8: bool) -> String {
+    let p = |p: Precision| match p {
+        Precision::F32 => "f32".to_string(),
+        Precision::Q8(Some(g)) => format!("int8 g{g}"),
+        Precision::Q8(None) if source_int8 => "int8 (source groups)".to_string(),
+        Precision::Q8(None) => format!("int8 g{}", bundle::DEFAULT_GROUP),
+        Precision::Q4(g) => format!("int4 g{g}"),
+        Precision::Keep => "as the source".to_string(),
+    };
+    match q {
+        Quant::F32 => "f32".to_string(),
+        Quant::Q8(g) => p(Precision::Q8(g)),
+        Quant::Q4(g) => p(Precision::Q4(g)),
+        Quant::Mixed { embedding, layers } => {
+            format!("mixed: embedding/classifier {}, layers {}", p(embedding), p(layers))
+        }
+        Quant::Keep => "as the source".to_string(),
+    }
 }
 
 /// Packs a parsed checkpoint and its tokenizer into a bundle, with a progress bar for big
@@ -44,7 +111,7 @@ pub fn pack(
     tokenizer: &[u8],
     quant: Quant,
     source_len: usize,
-) -> Result<(Vec<u8>, Vec<bundle::PackedTensor>)> {
+) -> Result<(Vec<u8>, Vec<PackedTensor>)> {
     let n = ck.weights.layers.len() * 9 + 3;
     let pb = tensor_progress(n, source_len);
     let packed = bundle::pack(ck, tokenizer, quant, &mut |name| {
@@ -63,47 +130,133 @@ pub fn main(a: Args) -> Result<()> {
     esp_llm_engine::Tokenizer::from_bytes(tok_bytes, ck.config.vocab_size)
         .with_context(|| loaded.tokenizer_name())?;
     let source_int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
-    let quant = match (a.quant, source_int8) {
+    let source_quantized = !matches!(ck.weights.token_embedding, Matrix::F32 { .. });
+    let q4 = a.q4_group.unwrap_or(bundle::DEFAULT_Q4_GROUP);
+    let quant = match (a.quant, source_quantized) {
         (Some(QuantArg::F32), _) => Quant::F32,
-        (Some(QuantArg::Q8), _) | (None, true) => Quant::Q8(a.group_size),
-        (None, false) if a.group_size.is_some() => Quant::Q8(a.group_size),
+        (Some(QuantArg::Q8), _) => Quant::Q8(a.group_size),
+        (Some(QuantArg::Q4), _) => Quant::Q4(q4),
+        (Some(QuantArg::Mixed), _) => {
+            Quant::Mixed { embedding: Precision::Q4(q4), layers: Precision::Q8(a.group_size) }
+        }
+        (None, _) if a.group_size.is_some() => Quant::Q8(a.group_size),
+        (None, _) if a.q4_group.is_some() => Quant::Q4(q4),
+        (None, true) => Quant::Keep,
         (None, false) => Quant::F32,
     };
-    let (bytes, packed) = pack(&ck, tok_bytes, quant, loaded.model.len())?;
+    let source_len = loaded.model.len();
+    let pack = |quant: Quant| pack(&ck, tok_bytes, quant, source_len);
+    let (quant, bytes, packed) = match &a.fit {
+        None => {
+            let (b, p) = pack(quant)?;
+            (quant, b, p)
+        }
+        Some(chip_name) => fit(&a, chip_name, &ck, tok_bytes.len(), source_int8, pack)?,
+    };
     std::fs::write(&a.output, &bytes)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
-    let int8: usize =
-        packed.iter().filter(|p| p.entry.group > 0).map(|p| p.entry.data_len().unwrap_or(0)).sum();
+    let sum = |d: bundle::DType| -> usize {
+        packed.iter().filter(|p| p.entry.dtype == d).map(|p| p.entry.data_len().unwrap_or(0)).sum()
+    };
     let scales: usize = packed.iter().map(|p| p.entry.scales_len().unwrap_or(0)).sum();
     outln!(
-        "wrote {} ({} bytes, {}): {} tensors, int8 values {int8} bytes, scales {scales} bytes, crc32 {:#010x}",
+        "wrote {} ({} bytes, {}, bundle v{}): {} tensors, int8 values {} bytes, int4 values {} bytes, scales {scales} bytes, crc32 {:#010x}",
         a.output.display(),
         bytes.len(),
-        match quant {
-            Quant::F32 => "f32".to_string(),
-            Quant::Q8(Some(g)) => format!("int8, group size {g}"),
-            Quant::Q8(None) if source_int8 => "int8, source groups kept".to_string(),
-            Quant::Q8(None) => format!("int8, group size {}", bundle::DEFAULT_GROUP),
-        },
+        describe(quant, source_int8),
+        u16::from_le_bytes([bytes[4], bytes[5]]),
         packed.len(),
+        sum(bundle::DType::Q8),
+        sum(bundle::DType::Q4),
         bundle::checksum(&bytes)
     );
-    let mut worst: Vec<(&str, f32, f64)> = Vec::new();
-    for p in packed.iter().filter(|p| p.error.count > 0) {
+    print_errors(&packed)
+}
+
+/// Per tensor kind: the precision chosen and the worst quantization error over its layers.
+fn print_errors(packed: &[PackedTensor]) -> Result<()> {
+    let mut rows: Vec<(&str, String, f32, f64)> = Vec::new();
+    for p in packed.iter().filter(|p| !p.entry.kind.is_norm()) {
         let name = p.entry.kind.name();
-        match worst.iter_mut().find(|w| w.0 == name) {
+        let prec = match p.entry.dtype {
+            bundle::DType::F32 => "f32".to_string(),
+            d => format!("{} g{}", d.name(), p.entry.group),
+        };
+        match rows.iter_mut().find(|w| w.0 == name) {
             Some(w) => {
-                w.1 = w.1.max(p.error.max_abs);
-                w.2 = w.2.max(p.error.rms());
+                w.2 = w.2.max(p.error.max_abs);
+                w.3 = w.3.max(p.error.rms());
             }
-            None => worst.push((name, p.error.max_abs, p.error.rms())),
+            None => rows.push((name, prec, p.error.max_abs, p.error.rms())),
         }
     }
-    if !worst.is_empty() {
-        outln!("{:<16} {:>12} {:>12}", "tensor", "max abs err", "rms err");
-        for (name, m, r) in worst {
-            outln!("{name:<16} {m:>12.6} {r:>12.6}");
-        }
+    outln!("{:<16} {:<10} {:>12} {:>12}", "tensor", "precision", "max abs err", "rms err");
+    for (name, prec, m, r) in rows {
+        outln!("{name:<16} {prec:<10} {m:>12.6} {r:>12.6}");
     }
     Ok(())
+}
+
+type Packed = (Quant, Vec<u8>, Vec<PackedTensor>);
+
+/// `--fit`: the first candidate (best quality first) whose bundle fits the model partition and
+/// whose plan runs on the chip.
+fn fit(
+    a: &Args,
+    chip_name: &str,
+    ck: &Checkpoint<'_>,
+    tokenizer_len: usize,
+    source_int8: bool,
+    pack: impl Fn(Quant) -> Result<(Vec<u8>, Vec<PackedTensor>)>,
+) -> Result<Packed> {
+    let Some(chip) = plan::chip(chip_name) else {
+        let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
+        bail!("unknown chip '{chip_name}'; choose one of {}", names.join(", "));
+    };
+    let psram = a.psram.unwrap_or(chip.psram);
+    let flash = a.flash.unwrap_or(chip.flash);
+    let partition = crate::layout::model_partition(flash);
+    let mut tried = Vec::new();
+    for q in fit_candidates() {
+        let len = bundle::packed_len(ck, tokenizer_len, q)?;
+        if len > partition {
+            tried.push(format!(
+                "{}: {} > partition {}",
+                describe(q, source_int8),
+                human(len),
+                human(partition)
+            ));
+            continue;
+        }
+        let (bytes, packed) = pack(q)?;
+        let parsed = Checkpoint::parse(&bytes)?;
+        let needs = Needs::of(&parsed.config, &parsed.weights)?;
+        match plan::plan(&needs, parsed.config.seq_len, chip, psram, partition, bytes.len()) {
+            Ok(p) => {
+                outln!(
+                    "fit       {} on {} ({} PSRAM, {} flash, model partition {}): {} bundle, ~{:.1} tok/s estimated, context {}",
+                    describe(q, source_int8),
+                    chip.name,
+                    human(psram),
+                    human(flash),
+                    human(partition),
+                    human(bytes.len()),
+                    p.tok_per_s,
+                    p.seq_len
+                );
+                for t in &tried {
+                    outln!("  skipped {t}");
+                }
+                return Ok((q, bytes, packed));
+            }
+            Err(e) => tried.push(format!("{}: {e}", describe(q, source_int8))),
+        }
+    }
+    bail!(
+        "no layout fits {} with {} of flash and {} of PSRAM:\n  {}",
+        chip.name,
+        human(flash),
+        human(psram),
+        tried.join("\n  ")
+    )
 }

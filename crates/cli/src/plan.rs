@@ -59,10 +59,10 @@ pub fn main(a: Args) -> Result<()> {
             blob.len(),
             human(partition),
             human(flash),
-            if matches!(ck.weights.token_embedding, esp_llm_engine::model::Matrix::Q8(_)) {
-                "use a smaller model or more flash (--flash)"
+            if matches!(ck.weights.token_embedding, esp_llm_engine::model::Matrix::F32 { .. }) {
+                "pack it as int8 or int4 (`esp-llm pack --fit <chip>` picks the best layout that fits), use a smaller model, or more flash (--flash)"
             } else {
-                "pack it as int8 (`esp-llm pack --quant q8`, a quarter of the size), use a smaller model, or more flash (--flash)"
+                "repack it with int4 tables (`esp-llm pack --fit <chip>`), use a smaller model, or more flash (--flash)"
             }
         );
     }

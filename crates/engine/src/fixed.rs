@@ -280,7 +280,7 @@ pub struct FixedWeights {
 fn q8<'m, 'w>(m: &'m Matrix<'w>, name: &'static str) -> Result<&'m Q8Matrix<'w>> {
     match m {
         Matrix::Q8(q) => Ok(q),
-        Matrix::F32 { .. } => Err(Error::Unsupported {
+        Matrix::F32 { .. } | Matrix::Q4(_) => Err(Error::Unsupported {
             what: name,
             reason: "fixed-point numerics need int8 weights (a v2 checkpoint or a q8 bundle)",
         }),
@@ -314,7 +314,7 @@ impl FixedWeights {
             .filter(|(name, _, _)| *name != "token_embedding" || config.shared_classifier)
             .map(|(_, _, m)| match m {
                 Matrix::Q8(q) => q.s.len().saturating_mul(2),
-                Matrix::F32 { .. } => 0,
+                Matrix::F32 { .. } | Matrix::Q4(_) => 0,
             })
             .fold(0usize, usize::saturating_add);
         let norms = config.n_layers.saturating_mul(2).saturating_add(1).saturating_mul(config.dim);

@@ -78,6 +78,9 @@ pub struct Needs {
     pub weights: usize,
     /// Int8 share of the weight MACs (0 for fp32 models, 1 for fully int8).
     pub int8_fraction: f64,
+    /// Int4 share of the weight MACs (the int4 matmul takes int8 activations; the chip cost
+    /// model has no int4 rate of its own yet and costs these MACs as f32 ones).
+    pub int4_fraction: f64,
     /// Multiply-adds in the weight matrices per token (classifier included).
     pub matmul_macs: u64,
     /// Activation and scratch bytes.
@@ -100,20 +103,23 @@ impl Needs {
         let kv_per_position = RunState::size(config, weights, 1, 1, Numerics::Float)?.kv_cache;
         let kv_per_position_fixed =
             RunState::size(config, weights, 1, 1, Numerics::Fixed)?.kv_cache;
-        let (mut macs, mut i8_macs) = (0u64, 0u64);
+        let (mut macs, mut i8_macs, mut i4_macs) = (0u64, 0u64, 0u64);
         for (name, _, m) in weights.matrices() {
             if name == "token_embedding" && weights.wcls.is_some() {
                 continue; // a lookup, not a matmul
             }
             let n = (m.rows() * m.cols()) as u64;
             macs += n;
-            if matches!(m, Matrix::Q8(_)) {
-                i8_macs += n;
+            match m {
+                Matrix::Q8(_) => i8_macs += n,
+                Matrix::Q4(_) => i4_macs += n,
+                Matrix::F32 { .. } => {}
             }
         }
         Ok(Needs {
             weights: weights.bytes(),
             int8_fraction: if macs == 0 { 0.0 } else { i8_macs as f64 / macs as f64 },
+            int4_fraction: if macs == 0 { 0.0 } else { i4_macs as f64 / macs as f64 },
             matmul_macs: macs,
             activations: state.activations,
             kv_per_position,

@@ -295,22 +295,23 @@ struct BatchInput<'s> {
 
 impl BatchInput<'_> {
     /// Quantizes the inputs for int8 rows of `stride` values in groups of `group` (once).
+    /// Int4 matrices take the same int8 input as int8 ones.
     fn prepare(&mut self, m: &Matrix<'_>, kernels: &dyn Kernels) {
-        let Matrix::Q8(m) = m else { return };
-        if self.layout == Some((m.stride, m.group)) {
+        let Some((stride, group)) = m.input_layout() else { return };
+        if self.layout == Some((stride, group)) {
             return;
         }
-        let groups = m.stride / m.group;
+        let groups = stride / group;
         for b in 0..self.batch {
-            let x = &self.x[b * self.x_stride..][..m.cols];
+            let x = &self.x[b * self.x_stride..][..m.cols()];
             kernels.quantize(
-                &mut self.xq[b * self.q_stride..][..m.stride],
+                &mut self.xq[b * self.q_stride..][..stride],
                 &mut self.xs[b * self.s_stride..][..groups],
                 x,
-                m.group,
+                group,
             );
         }
-        self.layout = Some((m.stride, m.group));
+        self.layout = Some((stride, group));
     }
 
     /// Multiply-adds of one output row.
@@ -318,18 +319,15 @@ impl BatchInput<'_> {
         match m {
             Matrix::F32 { cols, .. } => *cols,
             Matrix::Q8(q) => q.stride,
+            Matrix::Q4(q) => q.stride,
         }
     }
 }
 
-/// Whether two matrices take the same input (both f32, or int8 of one row layout), so that
-/// their rows can share one job.
+/// Whether two matrices take the same input (both f32, or int8/int4 of one row layout), so
+/// that their rows can share one job.
 fn same_input(a: &Matrix<'_>, b: &Matrix<'_>) -> bool {
-    match (a, b) {
-        (Matrix::F32 { .. }, Matrix::F32 { .. }) => true,
-        (Matrix::Q8(a), Matrix::Q8(b)) => (a.stride, a.group) == (b.stride, b.group),
-        _ => false,
-    }
+    a.input_layout() == b.input_layout()
 }
 
 /// Where a matrix's output rows go: position `b`, row `r` at `out[b * stride + r]`.
@@ -398,6 +396,17 @@ impl Ctx<'_> {
                         k.matmul_q8(
                             out,
                             &m.q[r0 * m.stride..r1 * m.stride],
+                            &m.s[r0 * groups..r1 * groups],
+                            &input.xq[b * input.q_stride..][..m.stride],
+                            &input.xs[b * input.s_stride..][..groups],
+                            m.group,
+                        );
+                    }
+                    Matrix::Q4(m) => {
+                        let groups = m.stride / m.group;
+                        k.matmul_q4(
+                            out,
+                            &m.q[r0 * m.stride / 2..r1 * m.stride / 2],
                             &m.s[r0 * groups..r1 * groups],
                             &input.xq[b * input.q_stride..][..m.stride],
                             &input.xs[b * input.s_stride..][..groups],

@@ -2,9 +2,11 @@
 //!
 //! Field names follow llama2.c's `run.c` so the code can be held against the reference. Every
 //! matrix is row-major `(rows, cols)` and `matmul` computes `out[r] = sum_c w[r][c] * x[c]`.
-//! A matrix is either f32 or int8 ("Q8_0": symmetric, one f32 scale per group of consecutive
-//! values in a row). Int8 rows may be padded to `stride >= cols` (the device bundle pads rows to a
-//! multiple of 16 with zeros); llama2.c's version-2 files have `stride == cols`.
+//! A matrix is f32, int8 ("Q8_0": symmetric, one f32 scale per group of consecutive values in a
+//! row) or int4 (the same with 4-bit values in `-7..=7`, two per byte, low nibble first). Int8
+//! rows may be padded to `stride >= cols` (the device bundle pads rows to a multiple of 16 with
+//! zeros); llama2.c's version-2 files have `stride == cols`. Int4 rows are always padded to a
+//! multiple of 32 values (16 bytes).
 
 use crate::error::{Error, Result};
 use alloc::vec::Vec;
@@ -166,7 +168,53 @@ pub enum Matrix<'a> {
     F32 { w: Floats<'a>, rows: usize, cols: usize },
     /// Int8 with per-group scales.
     Q8(Q8Matrix<'a>),
+    /// Int4 with per-group scales.
+    Q4(Q4Matrix<'a>),
 }
+
+/// Decodes the two signed 4-bit values of a byte: (low nibble, high nibble), each in `-8..=7`
+/// (two's complement; the quantizer only writes `-7..=7`).
+#[inline(always)]
+pub fn nibbles(b: u8) -> (i8, i8) {
+    (((b << 4) as i8) >> 4, (b as i8) >> 4)
+}
+
+/// An int4 matrix: `q` holds `rows * stride / 2` bytes, value `c` of row `r` in byte
+/// `(r * stride + c) / 2`, the low nibble for even `c`; `s` holds `rows * stride / group`
+/// scales; the value at (r, c) is `nibble * s[(r * stride + c) / group]`.
+#[derive(Debug, Clone)]
+pub struct Q4Matrix<'a> {
+    /// Packed values, row-major, `stride / 2` bytes per row (zeros past `cols`).
+    pub q: &'a [u8],
+    /// One scale per `group` consecutive values.
+    pub s: Floats<'a>,
+    /// Logical shape.
+    pub rows: usize,
+    /// Logical row length.
+    pub cols: usize,
+    /// Stored row length in values: a multiple of 32 and of `group`, `>= cols`.
+    pub stride: usize,
+    /// Values per scale, a multiple of 16.
+    pub group: usize,
+}
+
+impl Q4Matrix<'_> {
+    /// The signed value at flat index `i` (`r * stride + c`).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> i8 {
+        let (lo, hi) = nibbles(self.q[i / 2]);
+        if i.is_multiple_of(2) {
+            lo
+        } else {
+            hi
+        }
+    }
+}
+
+/// Int4 row strides are a multiple of this many values (16 bytes: whole SIMD/PIE vectors).
+pub const Q4_STRIDE_UNIT: usize = 32;
+/// Int4 group sizes are a multiple of this (every SIMD step covers 16 values of one group).
+pub const Q4_GROUP_UNIT: usize = 16;
 
 /// An int8 matrix: `q` holds `rows * stride` values, `s` holds `rows * stride / group` scales;
 /// the value at (r, c) is `q[r * stride + c] * s[(r * stride + c) / group]`.
@@ -217,11 +265,41 @@ impl<'a> Matrix<'a> {
         Ok(Matrix::Q8(Q8Matrix { q, s, rows, cols, stride, group }))
     }
 
+    /// An int4 matrix, checking the group size (a multiple of 16 dividing the stride), the
+    /// stride (a multiple of 32 covering `cols`) and both lengths.
+    pub fn q4(
+        tensor: &'static str,
+        q: &'a [u8],
+        s: Floats<'a>,
+        (rows, cols, stride): (usize, usize, usize),
+        group: usize,
+    ) -> Result<Self> {
+        if group == 0 || !group.is_multiple_of(Q4_GROUP_UNIT) || !stride.is_multiple_of(group) {
+            return Err(Error::BadGroupSize { tensor, group_size: group, row_len: stride });
+        }
+        if stride < cols || stride % Q4_STRIDE_UNIT != 0 {
+            return Err(Error::BadConfig {
+                field: tensor,
+                value: stride as i64,
+                reason: "int4 row stride must cover the row and be a multiple of 32 values",
+            });
+        }
+        let n = rows.checked_mul(stride).ok_or(Error::Overflow { what: tensor })?;
+        if q.len() != n / 2 {
+            return Err(Error::BadLength { what: tensor, expected: n / 2, got: q.len() });
+        }
+        if s.len() != n / group {
+            return Err(Error::BadLength { what: tensor, expected: n / group, got: s.len() });
+        }
+        Ok(Matrix::Q4(Q4Matrix { q, s, rows, cols, stride, group }))
+    }
+
     /// Output length.
     pub fn rows(&self) -> usize {
         match self {
             Matrix::F32 { rows, .. } => *rows,
             Matrix::Q8(m) => m.rows,
+            Matrix::Q4(m) => m.rows,
         }
     }
 
@@ -230,14 +308,35 @@ impl<'a> Matrix<'a> {
         match self {
             Matrix::F32 { cols, .. } => *cols,
             Matrix::Q8(m) => m.cols,
+            Matrix::Q4(m) => m.cols,
         }
     }
 
-    /// The int8 group size, if quantized.
+    /// The group size, if quantized (int8 or int4).
     pub fn group(&self) -> Option<usize> {
         match self {
             Matrix::F32 { .. } => None,
             Matrix::Q8(m) => Some(m.group),
+            Matrix::Q4(m) => Some(m.group),
+        }
+    }
+
+    /// The quantized input layout `(stride, group)` an int8 or int4 matmul needs (`None` for
+    /// f32): int4 matrices take the same int8-quantized activations as int8 ones.
+    pub fn input_layout(&self) -> Option<(usize, usize)> {
+        match self {
+            Matrix::F32 { .. } => None,
+            Matrix::Q8(m) => Some((m.stride, m.group)),
+            Matrix::Q4(m) => Some((m.stride, m.group)),
+        }
+    }
+
+    /// A short name of the element type: `f32`, `int8` or `int4`.
+    pub fn dtype_name(&self) -> &'static str {
+        match self {
+            Matrix::F32 { .. } => "f32",
+            Matrix::Q8(_) => "int8",
+            Matrix::Q4(_) => "int4",
         }
     }
 
@@ -246,6 +345,7 @@ impl<'a> Matrix<'a> {
         match self {
             Matrix::F32 { w, .. } => w.len() * 4,
             Matrix::Q8(m) => m.q.len() + m.s.len() * 4,
+            Matrix::Q4(m) => m.q.len() + m.s.len() * 4,
         }
     }
 
@@ -268,6 +368,13 @@ impl<'a> Matrix<'a> {
                 for (c, o) in out.iter_mut().enumerate() {
                     let i = base + c;
                     *o = f(m.q[i] as f32 * m.s[i / m.group]);
+                }
+            }
+            Matrix::Q4(m) => {
+                let base = r * m.stride;
+                for (c, o) in out.iter_mut().enumerate() {
+                    let i = base + c;
+                    *o = f(m.get(i) as f32 * m.s[i / m.group]);
                 }
             }
         }
@@ -304,6 +411,8 @@ pub struct WeightBytes {
     pub f32: usize,
     /// Int8 values (padding included).
     pub int8: usize,
+    /// Int4 values, in bytes (two per byte, padding included).
+    pub int4: usize,
     /// Int8 scales.
     pub scales: usize,
 }
@@ -353,12 +462,16 @@ impl<'a> Weights<'a> {
             .map(|l| (l.rms_att_weight.len() + l.rms_ffn_weight.len()) * 4)
             .sum::<usize>()
             + self.rms_final_weight.len() * 4;
-        let mut b = WeightBytes { f32: norms, int8: 0, scales: 0 };
+        let mut b = WeightBytes { f32: norms, int8: 0, int4: 0, scales: 0 };
         for (_, _, m) in self.matrices() {
             match m {
                 Matrix::F32 { w, .. } => b.f32 += w.len() * 4,
                 Matrix::Q8(q) => {
                     b.int8 += q.q.len();
+                    b.scales += q.s.len() * 4;
+                }
+                Matrix::Q4(q) => {
+                    b.int4 += q.q.len();
                     b.scales += q.s.len() * 4;
                 }
             }
@@ -382,6 +495,7 @@ impl<'a> Weights<'a> {
                 .map(|(_, _, m)| match m {
                     Matrix::F32 { w, .. } => floats(w),
                     Matrix::Q8(q) => floats(&q.s),
+                    Matrix::Q4(q) => floats(&q.s),
                 })
                 .sum::<usize>()
     }
@@ -389,6 +503,6 @@ impl<'a> Weights<'a> {
     /// Bytes of all weights (values, scales and norms).
     pub fn bytes(&self) -> usize {
         let b = self.byte_breakdown();
-        b.f32 + b.int8 + b.scales
+        b.f32 + b.int8 + b.int4 + b.scales
     }
 }

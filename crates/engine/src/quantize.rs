@@ -1,4 +1,4 @@
-//! Int8 "Q8_0" quantization of weights, as llama2.c's `export.py` does it.
+//! Int8 "Q8_0" quantization of weights, as llama2.c's `export.py` does it, and int4.
 //!
 //! Each group of `group` consecutive values in a row gets one f32 scale `max|w| / 127`, and
 //! every value becomes `round_half_even(w / scale)` (torch.round), so the largest magnitude in a
@@ -7,6 +7,13 @@
 //! Unlike export.py, which only checks that the group size divides `dim`, every row length must
 //! be a multiple of the group (or be padded to one): a group straddling two rows silently
 //! corrupts the matmul.
+//!
+//! Int4 ([`quantize_rows_q4`]) keeps one f32 scale per group with values in `-8..=7`, but 16
+//! levels are coarse enough that the scale matters: each group tries the scales `max|w| / d`
+//! for `d = 6, 6.25, .., 10` (a larger `d` clips the few largest values and resolves the many
+//! small ones better), refits each trial's scale to its values by least squares, and keeps the
+//! pair with the least squared error, never worse than the plain `max|w| / 7`. Deterministic,
+//! and in f32 like the rest.
 
 use crate::error::{Error, Result};
 
@@ -96,6 +103,99 @@ pub fn quantize_rows(
     err
 }
 
+/// The int4 value of `v` at `scale` (0 for a zero scale), clipped to `-8..=7`.
+fn q4_value(v: f32, scale: f32) -> i8 {
+    if scale == 0.0 {
+        0
+    } else {
+        libm::rintf(v / scale).clamp(-8.0, 7.0) as i8
+    }
+}
+
+/// The divisors `d` an int4 group tries (`max|w| / d`): 6 to 10 in steps of 1/4, 7 (the plain
+/// scale) among them.
+const Q4_DIVISORS: usize = 17;
+
+/// One group's int4 scale: for each trial scale `max|w| / d`, the values `q` it rounds to and
+/// then the scale that fits those values best (least squares, `sum(w q) / sum(q q)`); the pair
+/// with the least squared error wins. Returns (trial scale that rounds, stored scale).
+fn q4_group_scale(wg: &[f32]) -> (f32, f32) {
+    let wmax = wg.iter().fold(0.0f32, |m, v| m.max(libm::fabsf(*v)));
+    if wmax == 0.0 {
+        return (0.0, 0.0);
+    }
+    let sse = |scale: f32, trial: f32| -> f64 {
+        wg.iter()
+            .map(|&v| {
+                let e = (v - q4_value(v, trial) as f32 * scale) as f64;
+                e * e
+            })
+            .sum()
+    };
+    let plain = wmax / 7.0;
+    let mut best = (plain, plain, sse(plain, plain));
+    for i in 0..Q4_DIVISORS {
+        let trial = wmax / (6.0 + 0.25 * i as f32);
+        let (mut wq, mut qq) = (0.0f32, 0.0f32);
+        for &v in wg {
+            let q = q4_value(v, trial) as f32;
+            wq += v * q;
+            qq += q * q;
+        }
+        if qq == 0.0 {
+            continue;
+        }
+        let fit = wq / qq;
+        // The values stay those of `trial`: decoding is `q(trial) * fit`.
+        let e = sse(fit, trial);
+        if e < best.2 {
+            best = (trial, fit, e);
+        }
+    }
+    (best.0, best.1)
+}
+
+/// Quantizes `rows` rows of `cols` values from `w` into int4: `q` gets `rows * stride / 2`
+/// bytes (value `c` of a row in byte `c / 2`, low nibble first, two's complement `-8..=7`), `s`
+/// gets `rows * stride / group` scales. `stride` must be a multiple of `group` and of 2,
+/// `>= cols`, and `group` even; the padding is zeros.
+pub fn quantize_rows_q4(
+    w: &[f32],
+    cols: usize,
+    stride: usize,
+    group: usize,
+    q: &mut [u8],
+    s: &mut [f32],
+) -> QuantError {
+    let mut err = QuantError::default();
+    for ((row, qrow), srow) in w
+        .chunks_exact(cols)
+        .zip(q.chunks_exact_mut(stride / 2))
+        .zip(s.chunks_exact_mut(stride / group))
+    {
+        for (g, (qg, sg)) in qrow.chunks_exact_mut(group / 2).zip(srow.iter_mut()).enumerate() {
+            let start = (g * group).min(cols);
+            let wg = &row[start..(start + group).min(cols)];
+            let (trial, scale) = q4_group_scale(wg);
+            *sg = scale;
+            for (i, byte) in qg.iter_mut().enumerate() {
+                let mut nib = [0u8; 2];
+                for (h, n) in nib.iter_mut().enumerate() {
+                    let Some(&v) = wg.get(2 * i + h) else { continue };
+                    let qi = q4_value(v, trial);
+                    *n = (qi as u8) & 0x0F;
+                    let e = libm::fabsf(v - qi as f32 * scale);
+                    err.max_abs = err.max_abs.max(e);
+                    err.sum_sq += (e as f64) * (e as f64);
+                    err.count += 1;
+                }
+                *byte = nib[0] | (nib[1] << 4);
+            }
+        }
+    }
+    err
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +237,42 @@ mod tests {
             prop_assert!(q[cols..].iter().all(|&x| x == 0));
             prop_assert!(err.max_abs <= 2.0 / 127.0);
             prop_assert_eq!(err.count, cols);
+        }
+
+        /// Int4 round trip: every value decodes to within its group's error, the error is never
+        /// worse than the plain `max / 7` scale's, values stay in -8..=7, padding is zero.
+        #[test]
+        fn q4_error_is_at_most_the_plain_scales(
+            w in proptest::collection::vec(-2.0f32..2.0, 1..200),
+            group in (1usize..5).prop_map(|m| 16 * m),
+            pad in 0usize..3,
+        ) {
+            let cols = w.len();
+            let stride = (cols.div_ceil(group) + pad) * group;
+            let mut q = vec![0u8; stride / 2];
+            let mut s = vec![0f32; stride / group];
+            let err = quantize_rows_q4(&w, cols, stride, group, &mut q, &mut s);
+            prop_assert_eq!(err.count, cols);
+            let mut plain = 0.0f64;
+            let mut got = 0.0f64;
+            for (i, &v) in w.iter().enumerate() {
+                let (lo, hi) = crate::model::nibbles(q[i / 2]);
+                let qi = if i % 2 == 0 { lo } else { hi };
+                prop_assert!((-8..=7).contains(&qi));
+                let back = qi as f32 * s[i / group];
+                got += ((back - v) as f64).powi(2);
+                let g0 = i / group * group;
+                let wmax = w[g0..(g0 + group).min(cols)].iter().fold(0f32, |m, x| m.max(x.abs()));
+                let ps = wmax / 7.0;
+                let pq = if ps == 0.0 { 0.0 } else { (v / ps).round_ties_even().clamp(-7.0, 7.0) };
+                plain += ((pq * ps - v) as f64).powi(2);
+            }
+            prop_assert!(got <= plain * (1.0 + 1e-9) + 1e-12, "{got} > {plain}");
+            prop_assert!((got - err.sum_sq).abs() <= 1e-6 * (1.0 + got));
+            for i in cols..stride {
+                let (lo, hi) = crate::model::nibbles(q[i / 2]);
+                prop_assert_eq!(if i % 2 == 0 { lo } else { hi }, 0);
+            }
         }
     }
 }

@@ -88,9 +88,9 @@ pub(crate) fn q8_layout(weights: &Weights<'_>) -> (usize, usize) {
     let mut stride = 0;
     let mut scales = 0;
     for (_, _, m) in weights.matrices() {
-        if let crate::model::Matrix::Q8(q) = m {
-            stride = stride.max(q.stride);
-            scales = scales.max(q.stride / q.group);
+        if let Some((s, g)) = m.input_layout() {
+            stride = stride.max(s);
+            scales = scales.max(s / g);
         }
     }
     (stride, scales)

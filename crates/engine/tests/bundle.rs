@@ -95,6 +95,92 @@ fn single_byte_flips_are_detected() {
     assert!(n > 9000);
 }
 
+/// Rewrites directory entry `i`'s u32 at `field` (a byte offset in the entry) and re-seals the
+/// CRC, so the parser (not the checksum) has to reject it.
+fn patch_entry(bytes: &[u8], i: usize, field: usize, value: u32) -> Vec<u8> {
+    let b = Bundle::parse(bytes).unwrap();
+    let at = b.header.directory_offset as usize + i * bundle::ENTRY_SIZE + field;
+    let mut out = bytes.to_vec();
+    out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let crc = bundle::checksum(&out);
+    out[bundle::CRC_OFFSET..bundle::CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+#[test]
+fn int4_bundle_is_version_2_padded_and_runs() {
+    let bytes = pack("stories260K.bin", Quant::Q4(32));
+    bundle::verify(&bytes).unwrap();
+    let b = Bundle::parse(&bytes).unwrap();
+    assert_eq!(b.header.version, 2);
+    for e in b.entries.iter().filter(|e| !e.kind.is_norm()) {
+        assert_eq!(e.dtype, bundle::DType::Q4, "{:?}", e.kind);
+        assert_eq!((e.offset % 16, e.scales_offset % 16, e.stride % 32), (0, 0, 0));
+        assert!(e.stride >= e.cols && e.stride % e.group == 0);
+    }
+    let w2 = b.entries.iter().find(|e| e.kind.name() == "w2").unwrap();
+    assert_eq!((w2.cols, w2.stride, w2.group), (172, 192, 32));
+    // The int4 model still tells a story: greedy tokens are valid and not all one token.
+    let g = goldens().into_iter().find(|g| g.engine == "run.c").unwrap();
+    let toks = run_bundle(&bytes, &g);
+    assert_eq!(toks.len(), g.tokens.len());
+    assert!(toks.iter().all(|&t| t < 512));
+    assert!(toks.windows(2).any(|w| w[0] != w[1]));
+    // Without int4 tensors the bundle stays version 1, readable by older engines.
+    let v1 = pack("stories260K.bin", Quant::Q8(Some(32)));
+    assert_eq!(Bundle::parse(&v1).unwrap().header.version, 1);
+}
+
+#[test]
+fn mixed_bundle_has_int4_tables_and_int8_layers() {
+    let quant = Quant::Mixed {
+        embedding: bundle::Precision::Q4(32),
+        layers: bundle::Precision::Q8(Some(32)),
+    };
+    let m = model_bytes("stories260K.bin");
+    let ck = Checkpoint::parse(&m).unwrap();
+    let bytes = pack("stories260K.bin", quant);
+    assert_eq!(
+        bundle::packed_len(&ck, model_bytes("tok512.bin").len(), quant).unwrap(),
+        bytes.len()
+    );
+    let b = Bundle::parse(&bytes).unwrap();
+    for e in b.entries.iter().filter(|e| !e.kind.is_norm()) {
+        let want =
+            if e.kind.name() == "token_embedding" { bundle::DType::Q4 } else { bundle::DType::Q8 };
+        assert_eq!(e.dtype, want, "{:?}", e.kind);
+    }
+    // Repacking with Keep gives the same bytes.
+    let again = bundle::pack(&b.checkpoint, b.tokenizer, Quant::Keep, &mut |_| {}).unwrap().0;
+    assert_eq!(again, bytes);
+}
+
+#[test]
+fn bad_int4_entries_are_clear_errors() {
+    let bytes = pack("stories260K.bin", Quant::Q4(32));
+    let b = Bundle::parse(&bytes).unwrap();
+    let i = b.entries.iter().position(|e| e.kind.name() == "wq").unwrap();
+    // A group that is not a multiple of 16.
+    let e = Bundle::parse(&patch_entry(&bytes, i, 20, 24)).unwrap_err().to_string();
+    assert!(e.contains("wq") && e.contains("24"), "{e}");
+    // A row stride shorter than the row (truncated nibble rows).
+    let e = Bundle::parse(&patch_entry(&bytes, i, 16, 32)).unwrap_err().to_string();
+    assert!(e.contains("wq"), "{e}");
+    // A stride that is not whole 16-byte vectors.
+    let e = Bundle::parse(&patch_entry(&bytes, i, 16, 80)).unwrap_err().to_string();
+    assert!(e.contains("wq") && e.contains("32"), "{e}");
+    // An int4 tensor in a version 1 bundle.
+    let mut v1 = bytes.clone();
+    v1[4..6].copy_from_slice(&1u16.to_le_bytes());
+    let crc = bundle::checksum(&v1);
+    v1[bundle::CRC_OFFSET..bundle::CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    let e = Bundle::parse(&v1).unwrap_err().to_string();
+    assert!(e.contains("version 2"), "{e}");
+    // A file cut inside the last int4 rows.
+    let cut = &bytes[..bytes.len() - 40];
+    assert!(Bundle::parse(cut).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 

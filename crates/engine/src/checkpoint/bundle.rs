@@ -5,19 +5,24 @@
 //! a directory of 48-byte tensor entries, the llama2.c tokenizer bytes, then the tensors. Every
 //! tensor and scale array starts on a 16-byte boundary (ESP32-S3 PIE loads need it), int8 rows
 //! are padded with zeros to a `stride` that is a multiple of 16 and of the tensor's own group
-//! size, so kernels need no tails. The CRC-32 covers the whole file except its own 4 bytes, so
+//! size, so kernels need no tails. Version 2 adds int4 tensors (two signed 4-bit values per
+//! byte, low nibble first, rows padded to a multiple of 32 values, groups a multiple of 16);
+//! version 1 files (f32 and int8 only) are still read, and `pack` writes version 1 whenever no
+//! tensor is int4, so older engines read every bundle they could before. The CRC-32 covers the whole file except its own 4 bytes, so
 //! a partial or corrupted flash write is detected before the model runs.
 
 use super::reader::Reader;
 use super::{Checkpoint, Format};
 use crate::error::{Error, Result};
-use crate::model::{Config, Floats, Layer, Matrix, Weights};
+use crate::model::{Config, Floats, Layer, Matrix, Weights, Q4_GROUP_UNIT, Q4_STRIDE_UNIT};
 use alloc::vec::Vec;
 
 /// `ELLB` read as a little-endian u32.
 pub const BUNDLE_MAGIC: u32 = u32::from_le_bytes(*b"ELLB");
-/// The bundle version this engine writes and reads.
-pub const BUNDLE_VERSION: u16 = 1;
+/// The newest bundle version this engine writes and reads (2: int4 tensors).
+pub const BUNDLE_VERSION: u16 = 2;
+/// The version of bundles without int4 tensors (still written for them).
+pub const BUNDLE_VERSION_1: u16 = 1;
 /// Header size in bytes.
 pub const HEADER_SIZE: usize = 128;
 /// Directory entry size in bytes.
@@ -127,10 +132,20 @@ pub enum DType {
     F32 = 0,
     /// Int8 values with one f32 scale per group (Q8_0).
     Q8 = 1,
+    /// Int4 values, two per byte (low nibble first), one f32 scale per group; version 2.
+    Q4 = 2,
 }
 
-/// Id reserved for 4-bit tensors (not read by this version).
-pub const DTYPE_Q4_RESERVED: u8 = 2;
+impl DType {
+    /// Short name: `f32`, `int8`, `int4`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Q8 => "int8",
+            DType::Q4 => "int4",
+        }
+    }
+}
 
 /// One directory entry, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +177,7 @@ impl Entry {
         match self.dtype {
             DType::F32 => n.checked_mul(4),
             DType::Q8 => Some(n),
+            DType::Q4 => Some(n / 2),
         }
     }
 
@@ -169,7 +185,7 @@ impl Entry {
     pub fn scales_len(&self) -> Option<usize> {
         match self.dtype {
             DType::F32 => Some(0),
-            DType::Q8 => ((self.rows as usize).checked_mul(self.stride as usize)?
+            DType::Q8 | DType::Q4 => ((self.rows as usize).checked_mul(self.stride as usize)?
                 / (self.group as usize).max(1))
             .checked_mul(4),
         }
@@ -194,6 +210,8 @@ impl Entry {
 /// The fixed header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// Format version (1, or 2 when a tensor is int4).
+    pub version: u16,
     /// Model shape.
     pub config: Config,
     /// Number of directory entries.
@@ -216,7 +234,7 @@ impl Header {
         let c = &self.config;
         let mut b = [0u8; HEADER_SIZE];
         b[0..4].copy_from_slice(&BUNDLE_MAGIC.to_le_bytes());
-        b[4..6].copy_from_slice(&BUNDLE_VERSION.to_le_bytes());
+        b[4..6].copy_from_slice(&self.version.to_le_bytes());
         b[6..8].copy_from_slice(&(HEADER_SIZE as u16).to_le_bytes());
         let flags = if c.shared_classifier { FLAG_SHARED_CLASSIFIER } else { 0 };
         b[8..12].copy_from_slice(&flags.to_le_bytes());
@@ -283,7 +301,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header> {
         u64::from_le_bytes(a)
     };
     let version = u16_at(4);
-    if version != BUNDLE_VERSION {
+    if version != BUNDLE_VERSION_1 && version != BUNDLE_VERSION {
         return Err(Error::UnsupportedVersion { format: "bundle", version: version as i64 });
     }
     if u16_at(6) as usize != HEADER_SIZE {
@@ -315,6 +333,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header> {
         return Err(bad("checksum_kind", u32_at(80) as i64, "only 1 (CRC-32) is known"));
     }
     let header = Header {
+        version,
         config,
         n_tensors: u32_at(40),
         directory_offset: u64_at(48),
@@ -362,7 +381,7 @@ fn region<'a>(bytes: &'a [u8], section: &'static str, offset: u64, len: usize) -
     r.take(section, len)
 }
 
-fn parse_entry(b: &[u8]) -> Result<Entry> {
+fn parse_entry(b: &[u8], version: u16) -> Result<Entry> {
     let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
     let u64_at = |o: usize| {
         let mut a = [0u8; 8];
@@ -378,9 +397,8 @@ fn parse_entry(b: &[u8]) -> Result<Entry> {
     let dtype = match b[4] {
         0 => DType::F32,
         1 => DType::Q8,
-        DTYPE_Q4_RESERVED => {
-            return Err(bad("tensor dtype", 2, "int4 tensors are not supported by this version"))
-        }
+        2 if version >= 2 => DType::Q4,
+        2 => return Err(bad("tensor dtype", 2, "int4 tensors need bundle version 2, this is 1")),
         d => return Err(bad("tensor dtype", d as i64, "unknown element type")),
     };
     Ok(Entry {
@@ -436,13 +454,37 @@ fn tensor<'a>(bytes: &'a [u8], e: &Entry, c: &Config) -> Result<Matrix<'a>> {
             let s = Floats::from_le_bytes(region(bytes, name, e.scales_offset, s_len)?);
             Matrix::q8(name, q, s, (rows, cols, stride), group)
         }
+        DType::Q4 => {
+            if e.kind.is_norm() {
+                return Err(bad(name, 2, "norm weights must be f32"));
+            }
+            let (stride, group) = (e.stride as usize, e.group as usize);
+            if stride < cols || stride % Q4_STRIDE_UNIT != 0 {
+                return Err(bad(
+                    name,
+                    stride as i64,
+                    "int4 row stride must cover the row and be a multiple of 32 values (16 bytes)",
+                ));
+            }
+            if group == 0 || group % Q4_GROUP_UNIT != 0 || stride % group != 0 {
+                return Err(Error::BadGroupSize {
+                    tensor: name,
+                    group_size: group,
+                    row_len: stride,
+                });
+            }
+            let q = region(bytes, name, e.offset, data_len)?;
+            let s_len = e.scales_len().ok_or(Error::Overflow { what: name })?;
+            let s = Floats::from_le_bytes(region(bytes, name, e.scales_offset, s_len)?);
+            Matrix::q4(name, q, s, (rows, cols, stride), group)
+        }
     }
 }
 
 fn norm<'a>(m: Matrix<'a>) -> Result<Floats<'a>> {
     match m {
         Matrix::F32 { w, .. } => Ok(w),
-        Matrix::Q8(_) => Err(bad("norm", 1, "norm weights must be f32")),
+        Matrix::Q8(_) | Matrix::Q4(_) => Err(bad("norm", 1, "norm weights must be f32")),
     }
 }
 
@@ -458,7 +500,10 @@ impl<'a> Bundle<'a> {
             return Err(bad("n_tensors", n as i64, "does not match the config's tensor count"));
         }
         let dir = region(bytes, "tensor directory", header.directory_offset, n * ENTRY_SIZE)?;
-        let entries = dir.chunks_exact(ENTRY_SIZE).map(parse_entry).collect::<Result<Vec<_>>>()?;
+        let entries = dir
+            .chunks_exact(ENTRY_SIZE)
+            .map(|b| parse_entry(b, header.version))
+            .collect::<Result<Vec<_>>>()?;
         let tok_len = u64_to_usize("tokenizer", header.tokenizer_len)?;
         let tokenizer = region(bytes, "tokenizer", header.tokenizer_offset, tok_len)?;
 
@@ -504,7 +549,7 @@ impl<'a> Bundle<'a> {
         }
         let checkpoint = Checkpoint {
             config: c,
-            format: Format::Bundle,
+            format: Format::Bundle { version: header.version },
             weights: Weights { token_embedding, layers, rms_final_weight, wcls },
         };
         Ok(Bundle { header, entries, checkpoint, tokenizer })
@@ -516,28 +561,102 @@ pub fn align_up(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
+/// How one matrix is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit floats (a quantized source is dequantized).
+    F32,
+    /// Int8 with this group size; `None` keeps an int8 source's values and groups as they are
+    /// (rows only padded) and quantizes other sources with groups of [`DEFAULT_GROUP`].
+    Q8(Option<usize>),
+    /// Int4 with this group size (a multiple of 16).
+    Q4(usize),
+    /// Whatever the source has: int8 and int4 tensors keep their values and groups, f32 stays.
+    Keep,
+}
+
 /// How `pack` stores the weight matrices (norms are always f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quant {
-    /// Keep f32 (an int8 source is dequantized).
+    /// Keep f32 (a quantized source is dequantized).
     F32,
     /// Int8 with this group size; `None` keeps an int8 source's values and groups as they are
     /// (rows only padded) and quantizes an f32 source with groups of [`DEFAULT_GROUP`].
     Q8(Option<usize>),
+    /// Int4 everywhere, with this group size.
+    Q4(usize),
+    /// The token embedding and the classifier (`wcls`) as `embedding`, every layer matrix as
+    /// `layers`: e.g. int4 for the big vocabulary tables and int8 for the layers.
+    Mixed {
+        /// token_embedding and wcls.
+        embedding: Precision,
+        /// wq, wk, wv, wo, w1, w2, w3 of every layer.
+        layers: Precision,
+    },
+    /// Every tensor as the source has it (repacking a bundle, e.g. for flashing).
+    Keep,
+}
+
+impl Quant {
+    /// The precision of a tensor of this kind (norms are always f32).
+    pub fn precision(self, kind: Kind) -> Precision {
+        if kind.is_norm() {
+            return Precision::F32;
+        }
+        let table = matches!(kind, Kind::TokenEmbedding | Kind::Wcls);
+        match self {
+            Quant::F32 => Precision::F32,
+            Quant::Q8(g) => Precision::Q8(g),
+            Quant::Q4(g) => Precision::Q4(g),
+            Quant::Mixed { embedding, .. } if table => embedding,
+            Quant::Mixed { layers, .. } => layers,
+            Quant::Keep => Precision::Keep,
+        }
+    }
 }
 
 /// Group size `pack` uses for f32 sources by default (see docs/bundle.md for the measurements).
 pub const DEFAULT_GROUP: usize = 32;
+/// Int4 group size `pack` uses by default (see docs/bundle.md, "Quality").
+pub const DEFAULT_Q4_GROUP: usize = 32;
 
-/// Least common multiple of the alignment and a group size: the row stride unit.
-fn stride_for(cols: usize, group: usize) -> usize {
+/// The row stride: `cols` rounded up to a common multiple of `unit` values and the group.
+fn stride_for_unit(cols: usize, group: usize, unit: usize) -> usize {
     let g = group.max(1);
-    let (mut a, mut b) = (ALIGN, g);
+    let (mut a, mut b) = (unit, g);
     while b != 0 {
         (a, b) = (b, a % b);
     }
-    let unit = ALIGN / a * g;
+    let unit = unit / a * g;
     cols.div_ceil(unit) * unit
+}
+
+/// Int8 row stride: a multiple of 16 values (16 bytes) and of the group.
+fn stride_for(cols: usize, group: usize) -> usize {
+    stride_for_unit(cols, group, ALIGN)
+}
+
+/// Int4 row stride: a multiple of 32 values (16 bytes) and of the group.
+pub fn q4_stride(cols: usize, group: usize) -> usize {
+    stride_for_unit(cols, group, Q4_STRIDE_UNIT)
+}
+
+/// Bytes of a matrix of `rows x cols` stored with `p` (values and scales, alignment padding
+/// excluded); `None` for [`Precision::Keep`] and bad groups.
+pub fn matrix_bytes(rows: usize, cols: usize, p: Precision) -> Option<usize> {
+    match p {
+        Precision::F32 => rows.checked_mul(cols)?.checked_mul(4),
+        Precision::Q8(g) => {
+            let g = g.unwrap_or(DEFAULT_GROUP);
+            let stride = stride_for(cols, g);
+            rows.checked_mul(stride + stride / g.max(1) * 4)
+        }
+        Precision::Q4(g) if g > 0 && g % Q4_GROUP_UNIT == 0 => {
+            let stride = q4_stride(cols, g);
+            rows.checked_mul(stride / 2 + stride / g * 4)
+        }
+        Precision::Q4(_) | Precision::Keep => None,
+    }
 }
 
 /// What packing did to one tensor.
@@ -565,16 +684,9 @@ fn norm_matrix<'f>(f: &'f Floats<'_>) -> Matrix<'f> {
     Matrix::F32 { w: Floats::Borrowed(f), rows: 1, cols: f.len() }
 }
 
-/// Packs weights and a tokenizer into a bundle. `progress` is called with each tensor's name.
-pub fn pack(
-    ck: &Checkpoint<'_>,
-    tokenizer: &[u8],
-    quant: Quant,
-    progress: &mut dyn FnMut(&'static str),
-) -> Result<(Vec<u8>, Vec<PackedTensor>)> {
-    let c = ck.config;
-    let w = &ck.weights;
-    let mut list: Vec<(Kind, usize, Matrix<'_>)> = Vec::new();
+/// The tensors of a checkpoint in bundle order, with their kinds and layers.
+fn tensor_list<'m, 'a>(w: &'m Weights<'a>) -> Vec<(Kind, usize, Matrix<'m>)> {
+    let mut list: Vec<(Kind, usize, Matrix<'m>)> = Vec::new();
     list.push((Kind::TokenEmbedding, 0, w.token_embedding.clone()));
     for (i, ly) in w.layers.iter().enumerate() {
         list.push((Kind::RmsAtt, i, norm_matrix(&ly.rms_att_weight)));
@@ -592,6 +704,58 @@ pub fn pack(
     if let Some(cls) = &w.wcls {
         list.push((Kind::Wcls, 0, cls.clone()));
     }
+    list
+}
+
+/// The exact length of the bundle [`pack`] would write, without quantizing anything (the
+/// planner's `--fit` search sizes every candidate with it).
+pub fn packed_len(ck: &Checkpoint<'_>, tokenizer_len: usize, quant: Quant) -> Result<usize> {
+    let list = tensor_list(&ck.weights);
+    let mut len = align_up(HEADER_SIZE) + align_up(list.len() * ENTRY_SIZE);
+    len += align_up(tokenizer_len);
+    for (kind, _, m) in &list {
+        let (rows, cols) = (m.rows(), m.cols());
+        let parts: (usize, usize) = match (quant.precision(*kind), m) {
+            (_, m) if kind.is_norm() => (m.rows() * m.cols() * 4, 0),
+            (Precision::F32 | Precision::Keep, Matrix::F32 { .. }) | (Precision::F32, _) => {
+                (rows * cols * 4, 0)
+            }
+            (Precision::Keep, Matrix::Q4(q)) => (q.q.len(), q.s.len() * 4),
+            (Precision::Q4(group), _) => {
+                if group == 0 || group % Q4_GROUP_UNIT != 0 {
+                    return Err(Error::BadGroupSize {
+                        tensor: kind.name(),
+                        group_size: group,
+                        row_len: cols,
+                    });
+                }
+                let stride = q4_stride(cols, group);
+                (rows * stride / 2, rows * stride / group * 4)
+            }
+            (Precision::Q8(None) | Precision::Keep, Matrix::Q8(q)) => {
+                let stride = stride_for(cols, q.group);
+                (rows * stride, rows * stride / q.group * 4)
+            }
+            (Precision::Q8(g), _) => {
+                let group = g.unwrap_or(DEFAULT_GROUP).max(1);
+                let stride = stride_for(cols, group);
+                (rows * stride, rows * stride / group * 4)
+            }
+        };
+        len += align_up(parts.0) + align_up(parts.1);
+    }
+    Ok(len)
+}
+
+/// Packs weights and a tokenizer into a bundle. `progress` is called with each tensor's name.
+pub fn pack(
+    ck: &Checkpoint<'_>,
+    tokenizer: &[u8],
+    quant: Quant,
+    progress: &mut dyn FnMut(&'static str),
+) -> Result<(Vec<u8>, Vec<PackedTensor>)> {
+    let c = ck.config;
+    let list = tensor_list(&ck.weights);
 
     let n = list.len();
     let mut out = alloc::vec![0u8; HEADER_SIZE];
@@ -620,15 +784,48 @@ pub fn pack(
             }
             v
         };
-        match (quant, m) {
+        match (quant.precision(*kind), m) {
             (_, m) if kind.is_norm() => {
                 entry.offset = push_aligned(&mut out, &f32_bytes(&as_f32(m)))
             }
-            (Quant::F32, Matrix::F32 { w, .. }) => {
+            (Precision::F32 | Precision::Keep, Matrix::F32 { w, .. }) => {
                 entry.offset = push_aligned(&mut out, &f32_bytes(w))
             }
-            (Quant::F32, m) => entry.offset = push_aligned(&mut out, &f32_bytes(&as_f32(m))),
-            (Quant::Q8(None), Matrix::Q8(q)) => {
+            (Precision::F32, m) => entry.offset = push_aligned(&mut out, &f32_bytes(&as_f32(m))),
+            (Precision::Keep, Matrix::Q4(q)) => {
+                entry.dtype = DType::Q4;
+                entry.stride = q.stride as u32;
+                entry.group = q.group as u32;
+                entry.offset = push_aligned(&mut out, q.q);
+                entry.scales_offset = push_aligned(&mut out, &f32_bytes(&q.s));
+            }
+            (Precision::Q4(group), m) => {
+                if group == 0 || group % Q4_GROUP_UNIT != 0 || group > 1 << 16 {
+                    return Err(Error::BadGroupSize {
+                        tensor: kind.name(),
+                        group_size: group,
+                        row_len: cols,
+                    });
+                }
+                let stride = q4_stride(cols, group);
+                let src = as_f32(m);
+                let mut vals = alloc::vec![0u8; rows * stride / 2];
+                let mut scales = alloc::vec![0f32; rows * stride / group];
+                error = crate::quantize::quantize_rows_q4(
+                    &src,
+                    cols,
+                    stride,
+                    group,
+                    &mut vals,
+                    &mut scales,
+                );
+                entry.dtype = DType::Q4;
+                entry.stride = stride as u32;
+                entry.group = group as u32;
+                entry.offset = push_aligned(&mut out, &vals);
+                entry.scales_offset = push_aligned(&mut out, &f32_bytes(&scales));
+            }
+            (Precision::Q8(None) | Precision::Keep, Matrix::Q8(q)) => {
                 let stride = stride_for(cols, q.group);
                 let (gs, gd) = (q.stride / q.group, stride / q.group);
                 let mut vals = alloc::vec![0i8; rows * stride];
@@ -644,7 +841,7 @@ pub fn pack(
                 entry.offset = push_aligned(&mut out, bytemuck::cast_slice(&vals));
                 entry.scales_offset = push_aligned(&mut out, &f32_bytes(&scales));
             }
-            (Quant::Q8(g), m) => {
+            (Precision::Q8(g), m) => {
                 let group = g.unwrap_or(DEFAULT_GROUP);
                 if group == 0 || group > 1 << 16 {
                     return Err(Error::BadGroupSize {
@@ -679,7 +876,9 @@ pub fn pack(
         let at = directory_offset as usize + i * ENTRY_SIZE;
         out[at..at + ENTRY_SIZE].copy_from_slice(&p.entry.to_bytes());
     }
+    let any_q4 = packed.iter().any(|p| p.entry.dtype == DType::Q4);
     let mut header = Header {
+        version: if any_q4 { BUNDLE_VERSION } else { BUNDLE_VERSION_1 },
         config: c,
         n_tensors: n as u32,
         directory_offset,

@@ -41,8 +41,11 @@ pub enum Format {
         group_size: usize,
     },
     /// esp-llm's device bundle (docs/bundle.md): aligned tensors, per-tensor int8 groups,
-    /// tokenizer included, CRC-32.
-    Bundle,
+    /// tokenizer included, CRC-32; version 2 adds int4 tensors.
+    Bundle {
+        /// Bundle format version (1 or 2).
+        version: u16,
+    },
 }
 
 impl core::fmt::Display for Format {
@@ -53,7 +56,7 @@ impl core::fmt::Display for Format {
             Format::V2 { group_size } => {
                 write!(f, "llama2.c v2 (int8 Q8_0, group size {group_size})")
             }
-            Format::Bundle => f.write_str("esp-llm bundle v1"),
+            Format::Bundle { version } => write!(f, "esp-llm bundle v{version}"),
         }
     }
 }

@@ -19,10 +19,13 @@
 //! tail; groups of 4 (stories260K_q80's) four at a time, one row's four group sums per vector,
 //! transposed back to one row per lane.
 //!
+//! The int4 kernel unpacks 8 bytes into 16 signed int8 values per step (`shl`/`sshr` by 4
+//! sign-extends each nibble, `zip1` puts low before high) and then runs the int8 step.
+//!
 //! Speed is unmeasured: the only aarch64 here is `qemu-aarch64` (user-mode emulation, not a
 //! timing model). The tests check every result bit for bit against [`Scalar`] under it.
 
-use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Scalar};
+use super::{f32_shapes_ok, q4_shapes_ok, q8_shapes_ok, Kernels, Scalar};
 use core::arch::aarch64::*;
 
 /// NEON (Advanced SIMD) kernels: 4 rows per vector.
@@ -99,6 +102,31 @@ impl Kernels for Neon {
         let done = unsafe { q8_rows_neon(out, wq, ws, xq, xs, group) };
         q8_tail(done, out, wq, ws, xq, xs, group);
     }
+
+    fn matmul_q4(
+        &self,
+        out: &mut [f32],
+        wq: &[u8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        if !q4_shapes_ok(out, wq, ws, xq, xs, group) {
+            return Scalar.matmul_q4(out, wq, ws, xq, xs, group);
+        }
+        // SAFETY: `Neon` is only constructed when the CPU has its features; lengths checked.
+        let done = unsafe { q4_rows_neon(out, wq, ws, xq, xs, group) };
+        let (stride, groups) = (xq.len(), xq.len() / group);
+        Scalar.matmul_q4(
+            &mut out[done..],
+            &wq[done * stride / 2..],
+            &ws[done * groups..],
+            xq,
+            xs,
+            group,
+        );
+    }
 }
 
 impl Kernels for NeonDot {
@@ -126,6 +154,31 @@ impl Kernels for NeonDot {
         // checked.
         let done = unsafe { q8_rows_dotprod(out, wq, ws, xq, xs, group) };
         q8_tail(done, out, wq, ws, xq, xs, group);
+    }
+
+    fn matmul_q4(
+        &self,
+        out: &mut [f32],
+        wq: &[u8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        if !q4_shapes_ok(out, wq, ws, xq, xs, group) {
+            return Scalar.matmul_q4(out, wq, ws, xq, xs, group);
+        }
+        // SAFETY: `NeonDot` is only constructed when the CPU has its features; lengths checked.
+        let done = unsafe { q4_rows_dotprod(out, wq, ws, xq, xs, group) };
+        let (stride, groups) = (xq.len(), xq.len() / group);
+        Scalar.matmul_q4(
+            &mut out[done..],
+            &wq[done * stride / 2..],
+            &ws[done * groups..],
+            xq,
+            xs,
+            group,
+        );
     }
 }
 
@@ -459,6 +512,103 @@ unsafe fn q8_rows_dotprod(
     q8_rows::<true>(out, wq, ws, xq, xs, group)
 }
 
+/// Sixteen signed int4 values (8 bytes at `p`, low nibble first) as sixteen int8.
+///
+/// # Safety
+/// `p` must point at 8 readable bytes; the CPU must have NEON.
+#[inline(always)]
+unsafe fn unpack16(p: *const u8) -> int8x16_t {
+    let b = vreinterpret_s8_u8(vld1_u8(p));
+    let lo = vshr_n_s8::<4>(vshl_n_s8::<4>(b));
+    let hi = vshr_n_s8::<4>(b);
+    vcombine_s8(vzip1_s8(lo, hi), vzip2_s8(lo, hi))
+}
+
+/// Int4 rows in blocks of 4 (groups a multiple of 16); returns the first row not computed.
+/// Per group: the exact integer dot product of 16 values per step (`sdot` with `DOT`, else
+/// widening multiplies), then `fma(ival * w_scale, x_scale, val)` in group order.
+///
+/// # Safety
+/// The CPU must have NEON (and `dotprod` with `DOT`); the lengths must satisfy `q4_shapes_ok`.
+#[inline(always)]
+unsafe fn q4_rows<const DOT: bool>(
+    out: &mut [f32],
+    wq: &[u8],
+    ws: &[f32],
+    xq: &[i8],
+    xs: &[f32],
+    group: usize,
+) -> usize {
+    let stride = xq.len();
+    let row_bytes = stride / 2;
+    let groups = stride / group;
+    let rows = out.len();
+    let (wp, sp, xp, op) = (wq.as_ptr(), ws.as_ptr(), xq.as_ptr(), out.as_mut_ptr());
+    let mut r = 0;
+    while r + 4 <= rows {
+        let (a, sa) = (wp.add(r * row_bytes), sp.add(r * groups));
+        let mut val = vdupq_n_f32(0.0);
+        for g in 0..groups {
+            let mut acc = [vdupq_n_s32(0); 4];
+            let mut k = g * group;
+            while k < (g + 1) * group {
+                let xv = vld1q_s8(xp.add(k));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let wv = unpack16(a.add(i * row_bytes + k / 2));
+                    if DOT {
+                        *acc = sdot(*acc, wv, xv);
+                    } else {
+                        *acc = vpadalq_s16(*acc, vmull_s8(vget_low_s8(wv), vget_low_s8(xv)));
+                        *acc = vpadalq_s16(*acc, vmull_high_s8(wv, xv));
+                    }
+                }
+                k += 16;
+            }
+            let [s0, s1, s2, s3] = acc;
+            let ival = vcvtq_f32_s32(vpaddq_s32(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3)));
+            let rs = sa.add(g);
+            let scales = [*rs, *rs.add(groups), *rs.add(2 * groups), *rs.add(3 * groups)];
+            let wsv = vld1q_f32(scales.as_ptr());
+            val = vfmaq_f32(val, vmulq_f32(ival, wsv), vdupq_n_f32(*xs.as_ptr().add(g)));
+        }
+        vst1q_f32(op.add(r), val);
+        r += 4;
+    }
+    r
+}
+
+/// [`q4_rows`] with widening multiplies.
+///
+/// # Safety
+/// NEON must be available; the lengths must satisfy `q4_shapes_ok`.
+#[target_feature(enable = "neon")]
+unsafe fn q4_rows_neon(
+    out: &mut [f32],
+    wq: &[u8],
+    ws: &[f32],
+    xq: &[i8],
+    xs: &[f32],
+    group: usize,
+) -> usize {
+    q4_rows::<false>(out, wq, ws, xq, xs, group)
+}
+
+/// [`q4_rows`] with `sdot`.
+///
+/// # Safety
+/// NEON and `dotprod` must be available; the lengths must satisfy `q4_shapes_ok`.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q4_rows_dotprod(
+    out: &mut [f32],
+    wq: &[u8],
+    ws: &[f32],
+    xq: &[i8],
+    xs: &[f32],
+    group: usize,
+) -> usize {
+    q4_rows::<true>(out, wq, ws, xq, xs, group)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,6 +682,35 @@ mod tests {
             for k in all() {
                 let mut got = alloc::vec![f32::NAN; rows];
                 k.matmul_q8(&mut got, &wq, &ws, &xq, &xs, group);
+                prop_assert_eq!(bits(&got), bits(&want), "kernel {}", k.name());
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every int4 group size (multiples of 16), row tails of 1-3, any nibbles (-8 too).
+        #[test]
+        fn q4_matches_scalar_bit_for_bit(
+            (rows, group, wq, ws, xq, xs) in
+                (1usize..30, (1usize..6).prop_map(|m| 16 * m), 1usize..5)
+                .prop_flat_map(|(rows, group, groups)| {
+                    let stride = group * groups;
+                    (
+                        Just(rows), Just(group),
+                        proptest::collection::vec(any::<u8>(), rows * stride / 2),
+                        proptest::collection::vec(0.0f32..0.05, rows * groups),
+                        int8s(stride),
+                        proptest::collection::vec(0.0f32..0.05, groups),
+                    )
+                })
+        ) {
+            let mut want = alloc::vec![0.0f32; rows];
+            Scalar.matmul_q4(&mut want, &wq, &ws, &xq, &xs, group);
+            for k in all() {
+                let mut got = alloc::vec![f32::NAN; rows];
+                k.matmul_q4(&mut got, &wq, &ws, &xq, &xs, group);
                 prop_assert_eq!(bits(&got), bits(&want), "kernel {}", k.name());
             }
         }

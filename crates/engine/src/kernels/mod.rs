@@ -44,6 +44,25 @@ pub trait Kernels: Sync {
         group: usize,
     );
 
+    /// Int4 rows: as [`Kernels::matmul_q8`] with the weights packed two per byte, row `r`'s
+    /// value `k` in byte `r * stride / 2 + k / 2`, low nibble first, signed (two's complement
+    /// `-8..=7`). The input is the same int8-quantized activation vector; each group's integer
+    /// dot product is exact, and the groups are added left to right with the same
+    /// `fma(ival * w_scale, x_scale, val)` as the int8 kernel, so an int4 matrix gives bit for
+    /// bit what the int8 kernel gives on its unpacked values. The group size must be even and
+    /// divide the stride; other shapes give zeros (the loaders never build them).
+    fn matmul_q4(
+        &self,
+        out: &mut [f32],
+        wq: &[u8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        scalar::matmul_q4(out, wq, ws, xq, xs, group)
+    }
+
     /// runq.c's activation quantization of `x` into `q`/`s` ([`crate::math::quantize`]): the
     /// input of the int8 matmuls, once per vector.
     fn quantize(&self, q: &mut [i8], s: &mut [f32], x: &[f32], group: usize) {
@@ -130,6 +149,20 @@ fn q8_shapes_ok(out: &[f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group
     let groups = stride / group;
     xs.len() >= groups
         && out.len().checked_mul(stride).is_some_and(|n| n <= wq.len())
+        && out.len().checked_mul(groups).is_some_and(|n| n <= ws.len())
+}
+
+/// The lengths the int4 SIMD kernels rely on: a group that is a multiple of 16 dividing a
+/// non-empty row, enough packed weights (`stride / 2` bytes per row), scales and input scales.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+fn q4_shapes_ok(out: &[f32], wq: &[u8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) -> bool {
+    let stride = xq.len();
+    if group == 0 || !group.is_multiple_of(16) || stride == 0 || !stride.is_multiple_of(group) {
+        return false;
+    }
+    let groups = stride / group;
+    xs.len() >= groups
+        && out.len().checked_mul(stride / 2).is_some_and(|n| n <= wq.len())
         && out.len().checked_mul(groups).is_some_and(|n| n <= ws.len())
 }
 

@@ -53,6 +53,33 @@ impl Kernels for Scalar {
     }
 }
 
+/// [`Kernels::matmul_q4`] in plain loops (the default of every kernel set): the int8 kernel's
+/// order, with each weight unpacked from its nibble ([`crate::model::nibbles`]).
+pub fn matmul_q4(out: &mut [f32], wq: &[u8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) {
+    let stride = xq.len();
+    if group == 0 || !group.is_multiple_of(2) || stride == 0 || !stride.is_multiple_of(group) {
+        out.fill(0.0);
+        return;
+    }
+    let groups = stride / group;
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &wq[r * stride / 2..(r + 1) * stride / 2];
+        let scales = &ws[r * groups..(r + 1) * groups];
+        let mut val = 0.0f32;
+        for (g, (wg, xg)) in row.chunks_exact(group / 2).zip(xq.chunks_exact(group)).enumerate() {
+            let mut ival = 0i32;
+            for (b, x) in wg.iter().zip(xg.chunks_exact(2)) {
+                let (lo, hi) = crate::model::nibbles(*b);
+                ival += lo as i32 * x[0] as i32;
+                ival += hi as i32 * x[1] as i32;
+            }
+            // As in `matmul_q8`: one fused multiply-add per group, as runq.c's reference build.
+            val = libm::fmaf(ival as f32 * scales[g], xs[g], val);
+        }
+        *o = val;
+    }
+}
+
 /// [`Kernels::matmul_q8_fixed`] in plain loops (the default of every kernel set).
 pub fn matmul_q8_fixed(
     out: &mut [i32],
@@ -109,5 +136,50 @@ pub fn attend(
         for (o, vi) in out.iter_mut().zip(vt) {
             *o += a * vi;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The int4 kernel is the int8 kernel on the unpacked values, bit for bit.
+        #[test]
+        fn q4_is_q8_on_unpacked_values(
+            (rows, group, wq, ws, xq, xs) in
+                (1usize..12, (1usize..9).prop_map(|h| 2 * h), 1usize..5)
+                .prop_flat_map(|(rows, group, groups)| {
+                    let stride = group * groups;
+                    (
+                        Just(rows), Just(group),
+                        proptest::collection::vec(any::<u8>(), rows * stride / 2),
+                        proptest::collection::vec(0.0f32..0.05, rows * groups),
+                        proptest::collection::vec(-127i8..=127, stride),
+                        proptest::collection::vec(0.0f32..0.05, groups),
+                    )
+                })
+        ) {
+            let unpacked: Vec<i8> = wq
+                .iter()
+                .flat_map(|&b| { let (lo, hi) = crate::model::nibbles(b); [lo, hi] })
+                .collect();
+            let mut want = alloc::vec![0.0f32; rows];
+            Scalar.matmul_q8(&mut want, &unpacked, &ws, &xq, &xs, group);
+            let mut got = alloc::vec![f32::NAN; rows];
+            Scalar.matmul_q4(&mut got, &wq, &ws, &xq, &xs, group);
+            let gb: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            let wb: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+            prop_assert_eq!(gb, wb);
+        }
+    }
+
+    #[test]
+    fn q4_bad_groups_give_zeros() {
+        let mut out = [1.0f32; 2];
+        matmul_q4(&mut out, &[0x11; 16], &[1.0; 4], &[1; 16], &[1.0; 4], 3);
+        assert_eq!(out, [0.0; 2]);
     }
 }
