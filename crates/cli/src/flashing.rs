@@ -292,7 +292,7 @@ pub fn app_segments(elf: &[u8], r: &Resolved) -> Result<Vec<(u32, Vec<u8>)>> {
 #[derive(clap::Args, Clone)]
 pub struct Firmware {
     /// Firmware ELF (firmware/build.sh prints its path; `cargo build` puts it in
-    /// firmware/target/<target>/release/esp-llm-firmware).
+    /// `firmware/target/<target>/release/esp-llm-firmware`).
     #[arg(value_name = "ELF")]
     pub elf: Option<PathBuf>,
     /// The firmware ELF, as a flag (same as the positional ELF).

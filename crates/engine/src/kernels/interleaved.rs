@@ -10,7 +10,7 @@
 //! same span of it in both layouts.
 //!
 //! [`matmul`] is the scalar twin of the SIMD kernels over this layout: the same products added
-//! in the same order as [`super::Scalar::matmul_f32`] on the row-major matrix, so all of them
+//! in the same order as [`Scalar`](super::Scalar)'s [`matmul_f32`](super::Kernels::matmul_f32) on the row-major matrix, so all of them
 //! give the very same floats.
 
 /// Rows per interleaved block: one AVX-512 vector, two AVX2 vectors, four NEON vectors.
@@ -46,7 +46,7 @@ pub fn pack(dst: &mut [f32], src: &[f32], n: usize) {
 
 /// Rows `first..first + out.len()` of the packed `(rows, n)` matrix `w` (all of it, `rows =
 /// w.len() / n` with `n = x.len()`) times `x`, each row summed left to right, multiply then
-/// add, as [`super::Scalar::matmul_f32`]. Rows past the matrix are left alone.
+/// add, as [`Scalar`](super::Scalar)'s [`matmul_f32`](super::Kernels::matmul_f32). Rows past the matrix are left alone.
 pub fn matmul(out: &mut [f32], w: &[f32], x: &[f32], first: usize) {
     let n = x.len();
     if n == 0 {
