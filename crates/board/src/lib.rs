@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod command;
+#[cfg(feature = "cores")]
 pub mod cores;
 pub mod line;
 
