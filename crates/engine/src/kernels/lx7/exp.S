@@ -51,6 +51,43 @@
 	.text
 	.literal_position
 
+/* The FPU's division a / b, in two parts (the Xtensa FP option's DIV0.S sequence).
+ * divisor: what depends on b alone: y0 (seed), bn (normalized b), y2, y3 (Newton steps); e is
+ * scratch. */
+	.macro	divisor b, y0, bn, y2, y3, e
+	div0.s	\y0, \b
+	nexp01.s	\bn, \b
+	const.s	\e, 1
+	maddn.s	\e, \bn, \y0
+	mov.s	\y2, \y0
+	maddn.s	\y2, \e, \y0		/* y1 */
+	const.s	\e, 1
+	maddn.s	\e, \bn, \y2
+	maddn.s	\y2, \e, \y2		/* y2 */
+	mov.s	\y3, \y2
+	const.s	\e, 1
+	maddn.s	\e, \bn, \y3
+	maddn.s	\y3, \e, \y3		/* y3 */
+	.endm
+
+/* quotient: q = a / b from the divisor part. ex must hold b and y3 the divisor's y3; both are
+ * consumed (callers that keep them pass copies). an and r are scratch; r may be a's own
+ * register (a is read before r is written). */
+	.macro	quotient q, a, ex, y0, bn, y2, y3, an, r
+	mkdadj.s	\ex, \a
+	nexp01.s	\an, \a
+	const.s	\q, 0
+	neg.s	\r, \an
+	maddn.s	\q, \r, \y0		/* q0 */
+	maddn.s	\r, \bn, \q
+	maddn.s	\q, \r, \y2		/* q1 */
+	neg.s	\r, \an
+	maddn.s	\r, \bn, \q
+	addexpm.s	\q, \ex
+	addexp.s	\y3, \ex
+	divn.s	\q, \r, \y3
+	.endm
+
 /* Register plan while an exponential is live (both kernels). The thresholds are on hx << 1
  * (the sign shifted out: one SLLI instead of a 31-bit mask, which EXTUI cannot take):
  *   a5  the constants above         a6  0x42aeac50 << 1 (slow from here up)
@@ -100,33 +137,9 @@
 	mul.s	f1, f0, f4		/* a = x*c */
 	const.s	f5, 2
 	sub.s	f5, f5, f4		/* b = 2 - c */
-	/* divisor part of b: y0 f0, bn f4, y2 f7, y3 f9 (e f6) */
-	div0.s	f0, f5
-	nexp01.s	f4, f5
-	const.s	f6, 1
-	maddn.s	f6, f4, f0
-	mov.s	f7, f0
-	maddn.s	f7, f6, f0		/* y1 */
-	const.s	f6, 1
-	maddn.s	f6, f4, f7
-	maddn.s	f7, f6, f7		/* y2 */
-	mov.s	f9, f7
-	const.s	f6, 1
-	maddn.s	f6, f4, f9
-	maddn.s	f9, f6, f9		/* y3 */
-	/* quotient q f8 = a / b: ex f5 (holds b), an f6, r f1 (a is dead after NEXP01.S) */
-	mkdadj.s	f5, f1
-	nexp01.s	f6, f1
-	neg.s	f1, f6
-	const.s	f8, 0
-	maddn.s	f8, f1, f0		/* q0 */
-	maddn.s	f1, f4, f8
-	maddn.s	f8, f1, f7		/* q1 */
-	neg.s	f1, f6
-	maddn.s	f1, f4, f8
-	addexpm.s	f8, f5
-	addexp.s	f9, f5
-	divn.s	f8, f1, f9		/* q = x*c / (2 - c) */
+	/* q f8 = x*c / (2 - c): b f5 is its own ex, r reuses a's f1 */
+	divisor	f5, f0, f4, f7, f9, f6
+	quotient f8, f1, f5, f0, f4, f7, f9, f6, f1
 	sub.s	f8, f8, f3		/* q - lo */
 	add.s	f8, f8, f2		/* + hi */
 	const.s	f1, 1
@@ -185,22 +198,11 @@
 	.endm
 
 /* f0 = f1 / f14 (softmax's pass 3) from the divisor part in f3 (y0), f4 (bn), f6 (y2) and
- * f10 (y3); scratch f7, f8, f9, f11. */
+ * f10 (y3), which stay; scratch f7, f8, f9, f11. */
 	.macro	divide_quotient
-	nexp01.s	f8, f1
-	const.s	f0, 0
-	neg.s	f9, f8
-	maddn.s	f0, f9, f3
 	mov.s	f7, f14			/* ex = sum */
-	mkdadj.s	f7, f1
-	maddn.s	f9, f4, f0
-	maddn.s	f0, f9, f6
-	neg.s	f9, f8
-	maddn.s	f9, f4, f0
-	addexpm.s	f0, f7
 	mov.s	f11, f10
-	addexp.s	f11, f7
-	divn.s	f0, f9, f11
+	quotient f0, f1, f7, f3, f4, f6, f11, f8, f9
 	.endm
 
 	.align	4
@@ -232,19 +234,7 @@ esp_llm_lx7_softmax:
 	add.s	f14, f14, f8
 	bne	a4, a12, .Lsm_exp
 	/* pass 3: x[i] /= sum: the divisor part once, the dividend part per element */
-	div0.s	f3, f14
-	nexp01.s	f4, f14
-	const.s	f5, 1
-	maddn.s	f5, f4, f3
-	mov.s	f6, f3
-	maddn.s	f6, f5, f3		/* y1 */
-	const.s	f5, 1
-	maddn.s	f5, f4, f6
-	maddn.s	f6, f5, f6		/* y2 */
-	mov.s	f10, f6
-	const.s	f5, 1
-	maddn.s	f5, f4, f10
-	maddn.s	f10, f5, f10		/* y3 */
+	divisor	f14, f3, f4, f6, f10, f5
 	mov	a4, a2
 	/* Fast path when 1 <= sum < 2^100 (always, unless a score was NaN or infinite: the
 	 * maximum's own term is expf(0) = 1): y = RN(1/sum) once (the full sequence with a = 1),
@@ -313,33 +303,10 @@ esp_llm_lx7_swiglu:
 .Lsw_exp_done:
 	const.s	f5, 1
 	add.s	f5, f5, f8		/* b = 1 + expf(-val) */
-	/* 1 / b: divisor part y0 f0, bn f4, y2 f7, y3 f9, then the quotient of a = 1 */
-	div0.s	f0, f5
-	nexp01.s	f4, f5
-	const.s	f6, 1
-	maddn.s	f6, f4, f0
-	mov.s	f7, f0
-	maddn.s	f7, f6, f0
-	const.s	f6, 1
-	maddn.s	f6, f4, f7
-	maddn.s	f7, f6, f7
-	mov.s	f9, f7
-	const.s	f6, 1
-	maddn.s	f6, f4, f9
-	maddn.s	f9, f6, f9
-	const.s	f1, 1			/* a */
-	mkdadj.s	f5, f1
-	nexp01.s	f6, f1
-	neg.s	f1, f6
-	const.s	f8, 0
-	maddn.s	f8, f1, f0
-	maddn.s	f1, f4, f8
-	maddn.s	f8, f1, f7
-	neg.s	f1, f6
-	maddn.s	f1, f4, f8
-	addexpm.s	f8, f5
-	addexp.s	f9, f5
-	divn.s	f8, f1, f9		/* 1 / (1 + expf(-val)) */
+	/* f8 = 1 / b (a = 1 in f1) */
+	divisor	f5, f0, f4, f7, f9, f6
+	const.s	f1, 1
+	quotient f8, f1, f5, f0, f4, f7, f9, f6, f1	/* 1 / (1 + expf(-val)) */
 	mul.s	f14, f14, f8		/* val *= ... */
 	lsip	f1, a3, 4
 	mul.s	f14, f14, f1		/* val *= h3[i] */
