@@ -239,7 +239,7 @@ impl Failure {
             Failure::Invalid(s, _) => *s,
             Failure::Probe(_) => ESP_LLM_ERR_FORMAT,
             Failure::Engine(e) => match e {
-                Error::Tokenizer { .. } => ESP_LLM_ERR_TOKENIZER,
+                Error::Tokenizer { .. } | Error::Unencodable { .. } => ESP_LLM_ERR_TOKENIZER,
                 Error::BadSetting { .. } => ESP_LLM_ERR_SETTING,
                 Error::PromptTooLong { .. } => ESP_LLM_ERR_PROMPT_TOO_LONG,
                 Error::OutOfMemory { .. } => ESP_LLM_ERR_OUT_OF_MEMORY,
@@ -755,7 +755,7 @@ pub unsafe extern "C" fn esp_llm_generate(
     let mut r = NO_RESULT;
     let status = with_model(model, err, |m| {
         m.chat = Chat::new(&m.transformer, 0);
-        let ids = m.tokenizer.encode(unsafe { c_bytes(prompt) });
+        let ids = m.tokenizer.try_encode(unsafe { c_bytes(prompt) })?;
         r.prompt_tokens = to_u32(ids.len());
         let (t, tok, s) = (&mut m.transformer, &m.tokenizer, &mut m.sampler);
         for event in Generator::new(t, tok, s, ids, steps as usize)? {

@@ -76,7 +76,7 @@ pub fn main(a: Args) -> Result<()> {
     let mut rows = Vec::new();
     let mut total = Agreement::default();
     for p in &prompts {
-        let ids = tok.encode(p.as_bytes());
+        let ids = tok.try_encode(p.as_bytes())?;
         let ag = compare(&mut reference, &mut candidate, &ids, a.steps)?;
         total.positions += ag.positions;
         total.top1_agree += ag.top1_agree;

@@ -121,7 +121,7 @@ pub fn main(a: Args) -> Result<()> {
     let cap = t.config.seq_len;
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, resolve_seed(a.seed))?;
     sampler.math = Math::Portable;
-    let ids = tokenizer.encode(a.prompt.as_bytes());
+    let ids = tokenizer.try_encode(a.prompt.as_bytes())?;
     if ids.len() > cap {
         bail!(
             "the prompt is {} tokens long but {} holds {cap} positions of this model; shorten it",

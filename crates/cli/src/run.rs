@@ -2,6 +2,7 @@
 
 use crate::setup::{check_memory, load, parse_bytes, pick_kernels, resolve_seed, transformer};
 use crate::setup::{LayoutArg, MathArg, NumericsArg};
+use crate::units::human;
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::kernels;
@@ -92,7 +93,7 @@ pub fn prompt_tokens(
     seq_len: usize,
     truncate: bool,
 ) -> Result<Vec<u32>> {
-    let mut ids = tok.encode(prompt.as_bytes());
+    let mut ids = tok.try_encode(prompt.as_bytes())?;
     if ids.len() > seq_len {
         if !truncate {
             bail!(
@@ -129,7 +130,7 @@ pub fn main(a: Args) -> Result<()> {
     sampler.math = t.math();
     if a.verbose {
         eprintln!(
-            "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, f32 layout {}, memory: weights {} B mapped + {} B copied + {} B repacked (f32 {} B, int8 {} B, int8 scales {} B), KV cache {} B, activations {} B",
+            "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, f32 layout {}, memory: weights {} mapped + {} copied + {} repacked (f32 {}, int8 {}, int8 scales {}), KV cache {}, activations {}",
             loaded.model_path.display(),
             loaded.tokenizer_name(),
             t.numerics().name(),
@@ -139,14 +140,14 @@ pub fn main(a: Args) -> Result<()> {
             t.worker_count(),
             t.prefill_batch(),
             t.layout().name(),
-            loaded.model.len(),
-            weights_copied,
-            t.footprint().repacked,
-            wb.f32,
-            wb.int8,
-            wb.scales,
-            state.kv_cache,
-            state.activations
+            human(loaded.model.len()),
+            human(weights_copied),
+            human(t.footprint().repacked),
+            human(wb.f32),
+            human(wb.int8),
+            human(wb.scales),
+            human(state.kv_cache),
+            human(state.activations)
         );
     }
     let steps = a.steps.max(0) as usize;

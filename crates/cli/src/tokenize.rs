@@ -29,7 +29,7 @@ pub fn main(a: Args) -> Result<()> {
     let vocab = Tokenizer::count_pieces(&bytes).with_context(|| format!("{}", path.display()))?;
     let tok =
         Tokenizer::from_bytes(&bytes, vocab).with_context(|| format!("{}", path.display()))?;
-    let ids = tok.encode(a.text.as_bytes());
+    let ids = tok.try_encode(a.text.as_bytes()).with_context(|| format!("{}", path.display()))?;
     let pieces: Vec<String> = ids
         .iter()
         .map(|&i| String::from_utf8_lossy(tok.piece(i).unwrap_or(&[])).into_owned())

@@ -112,6 +112,20 @@ fn tokenizer_of_another_model() {
 }
 
 #[test]
+fn truncated_tokenizer_cannot_drop_prompt_text() {
+    // The first 100 bytes of tok512.bin end on a piece boundary: 6 pieces, none of them the
+    // byte-fallback ids of "hello" (byte + 3). The text must not vanish silently.
+    let dir = tempfile::tempdir().unwrap();
+    let tok = model_bytes("tok512.bin");
+    let p = write(dir.path(), "tok100.bin", &tok[..100]);
+    let e = fails(&["tokenize", "-z", &p, "hello"]);
+    assert!(e.contains("cannot encode byte 0x68 at offset 0"), "{e}");
+    let m = shared("models").join("stories260K.bin");
+    let e = fails(&["run", m.to_str().unwrap(), "-z", &p, "-i", "hello", "-n", "2"]);
+    assert!(e.contains("tokenizer"), "{e}");
+}
+
+#[test]
 fn bad_settings() {
     let m = shared("models").join("stories260K.bin");
     let m = m.to_str().unwrap();

@@ -28,6 +28,9 @@ pub enum Error {
     BadGroupSize { tensor: &'static str, group_size: usize, row_len: usize },
     /// A tokenizer file that does not fit the model.
     Tokenizer { reason: &'static str, offset: usize, value: i64 },
+    /// A prompt byte the tokenizer has no id for (no piece holds it and the vocabulary stops
+    /// before its byte-fallback id `byte + 3`).
+    Unencodable { byte: u8, offset: usize, vocab_size: usize },
     /// A token id outside the vocabulary.
     TokenOutOfRange { token: u32, vocab_size: usize },
     /// A position outside the context window.
@@ -79,6 +82,13 @@ impl fmt::Display for Error {
             Error::Tokenizer { reason, offset, value } => {
                 write!(f, "bad tokenizer file: {reason} (value {value} at offset {offset})")
             }
+            Error::Unencodable { byte, offset, vocab_size } => write!(
+                f,
+                "the tokenizer cannot encode byte 0x{byte:02x} at offset {offset} of the prompt: \
+                 no piece holds it and its byte-fallback id {} is past the {vocab_size} pieces \
+                 (a truncated tokenizer file?)",
+                *byte as u32 + 3
+            ),
             Error::TokenOutOfRange { token, vocab_size } => {
                 write!(f, "token id {token} is outside the vocabulary of {vocab_size} tokens")
             }

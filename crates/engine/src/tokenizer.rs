@@ -151,7 +151,30 @@ impl<'a> Tokenizer<'a> {
 
     /// Encodes `text` as run.c's `encode(text, bos=1, eos=0)` into `tokens` (cleared first).
     /// Text after a NUL byte is ignored, as in C.
+    ///
+    /// A byte that is neither in a piece nor has a byte-fallback id (`byte + 3`, which only a
+    /// vocabulary of fewer than 259 pieces lacks: a truncated file) is skipped here;
+    /// [`Tokenizer::try_encode`] reports it instead.
     pub fn encode_into(&self, text: &[u8], tokens: &mut Vec<u32>) {
+        let _ = self.encode_checked(text, tokens);
+    }
+
+    /// [`Tokenizer::encode`], or [`Error::Unencodable`] naming the first byte of `text` that
+    /// the vocabulary cannot represent (no piece holds it and its byte-fallback id `byte + 3`
+    /// is past the vocabulary).
+    pub fn try_encode(&self, text: &[u8]) -> Result<Vec<u32>> {
+        let mut v = Vec::new();
+        match self.encode_checked(text, &mut v) {
+            Some((offset, byte)) => {
+                Err(Error::Unencodable { byte, offset, vocab_size: self.pieces.len() })
+            }
+            None => Ok(v),
+        }
+    }
+
+    /// The encoding; returns the first byte without an id (its offset in `text`), if any.
+    fn encode_checked(&self, text: &[u8], tokens: &mut Vec<u32>) -> Option<(usize, u8)> {
+        let mut missing = None;
         let text = c_str(text);
         tokens.clear();
         tokens.push(BOS);
@@ -172,7 +195,17 @@ impl<'a> Tokenizer<'a> {
             }
             match self.lookup(&buf) {
                 Some(id) => tokens.push(id),
-                None => tokens.extend(buf.iter().map(|&b| b as u32 + 3)),
+                None => {
+                    let start = i + 1 - buf.len();
+                    for (j, &b) in buf.iter().enumerate() {
+                        let id = b as u32 + 3;
+                        if (id as usize) < self.pieces.len() {
+                            tokens.push(id);
+                        } else if missing.is_none() {
+                            missing = Some((start + j, b));
+                        }
+                    }
+                }
             }
             buf.clear();
         }
@@ -193,6 +226,7 @@ impl<'a> Tokenizer<'a> {
             tokens[idx] = id;
             tokens.remove(idx + 1);
         }
+        missing
     }
 
     fn pieces_or_empty(&self, token: u32) -> &'a [u8] {
