@@ -35,7 +35,7 @@ use esp_hal::uart::{self, Uart};
 use esp_llm_board::command::{self, Command, Settings, HELP};
 use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
 use esp_llm_board::plan;
-use esp_llm_board::summary::Summary;
+use esp_llm_board::summary::{Summary, INTERRUPTED, PROMPT};
 use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::{
     kernels, Event, Format, Generator, Numerics, Options, Sampler, Tokenizer, Transformer,
@@ -200,10 +200,10 @@ fn main() -> ! {
                         let _ = writeln!(con.out(port), "line is not UTF-8 (byte {at}), ignored");
                     }
                     LineEvent::Interrupt => {
-                        let _ = writeln!(con.out(port), "^C");
+                        let _ = writeln!(con.out(port), "{INTERRUPTED}");
                     }
                 }
-                let _ = write!(con.out(port), "> ");
+                let _ = write!(con.out(port), "{PROMPT}");
             }
         }
     }

@@ -40,8 +40,8 @@ pub const PROMPT: &str = "> ";
 /// The line printed when Ctrl-C (the byte [`CTRL_C`]) stopped a story, before its summary.
 pub const INTERRUPTED: &str = "^C";
 
-/// The byte that stops a story.
-pub const CTRL_C: u8 = 0x03;
+/// The byte that stops a story (defined with the line assembler that reports it).
+pub use crate::line::CTRL_C;
 
 /// A summary line as a client reads it back: the whole milliseconds and the rate as printed.
 #[derive(Debug, Clone, Copy, PartialEq)]

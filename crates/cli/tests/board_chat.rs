@@ -167,7 +167,7 @@ fn ctrl_c_stops_a_story_and_the_session_goes_on() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("^C"), "{text}");
+    assert!(text.contains(INTERRUPTED), "{text}");
     assert!(text.contains("tokens in"), "{text}");
     assert!(text.contains("chip: fake-board"), "{text}");
     h.join().unwrap();
