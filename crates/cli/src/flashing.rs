@@ -145,10 +145,7 @@ pub fn resolve(l: &Layout, elf: Option<&[u8]>) -> Result<Resolved> {
         }
         (None, None) => bail!("pass --chip (esp32s3, esp32p4, esp32c6 or esp32c3)"),
     };
-    if plan::chip(&chip_name).is_none() {
-        let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
-        bail!("unknown chip '{chip_name}'; choose one of {}", names.join(", "));
-    }
+    crate::setup::chip(&chip_name)?;
     let chip: Chip =
         chip_name.parse().map_err(|_| anyhow!("espflash does not know chip '{chip_name}'"))?;
     let flash = l.flash_size.unwrap_or_else(|| FlashSizeArg::default_for(&chip_name));
@@ -182,7 +179,7 @@ pub fn model_bundle(
 ) -> Result<Vec<u8>> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
-    let chip = plan::chip(&r.chip_name).ok_or_else(|| anyhow!("unknown chip"))?;
+    let chip = crate::setup::chip(&r.chip_name)?;
     let fits = |b: &[u8]| -> Result<plan::Plan> {
         let ck = Checkpoint::parse(b)?;
         let needs = Needs::of(&ck.config, &ck.weights)?;

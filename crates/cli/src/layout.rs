@@ -24,7 +24,7 @@ pub enum FlashSizeArg {
 
 /// `--flash-size` in the units every size takes (`4MB`, `16mb`, `32M`; a bare number is MB).
 pub fn parse_flash_size(s: &str) -> std::result::Result<FlashSizeArg, String> {
-    let bytes = crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))?;
+    let bytes = crate::units::mb_arg(s)?;
     match bytes >> 20 {
         4 if bytes == 4 << 20 => Ok(FlashSizeArg::Mb4),
         16 if bytes == 16 << 20 => Ok(FlashSizeArg::Mb16),

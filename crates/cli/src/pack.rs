@@ -51,18 +51,14 @@ pub struct Args {
     #[arg(long)]
     pub fit: Option<String>,
     /// Flash size for --fit (16MB, 4MB; a bare number is MB). Default: the chip's board.
-    #[arg(long, value_parser = parse_mb, requires = "fit")]
+    #[arg(long, value_parser = crate::units::mb_arg, requires = "fit")]
     pub flash: Option<usize>,
     /// PSRAM size for --fit. Default: the chip's board.
-    #[arg(long, value_parser = parse_mb, requires = "fit")]
+    #[arg(long, value_parser = crate::units::mb_arg, requires = "fit")]
     pub psram: Option<usize>,
     /// Output bundle.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
-}
-
-fn parse_mb(s: &str) -> std::result::Result<usize, String> {
-    crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))
 }
 
 /// The layouts `--fit` tries, best measured quality first (docs/bundle.md, "Quality").
@@ -209,10 +205,7 @@ fn fit(
     source_int8: bool,
     pack: impl Fn(Quant) -> Result<(Vec<u8>, Vec<PackedTensor>)>,
 ) -> Result<Packed> {
-    let Some(chip) = plan::chip(chip_name) else {
-        let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
-        bail!("unknown chip '{chip_name}'; choose one of {}", names.join(", "));
-    };
+    let chip = crate::setup::chip(chip_name)?;
     let psram = a.psram.unwrap_or(chip.psram);
     let flash = a.flash.unwrap_or(chip.flash);
     let partition = crate::layout::model_partition(flash);

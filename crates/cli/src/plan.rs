@@ -19,12 +19,12 @@ pub struct Args {
     pub chip: String,
     /// PSRAM (8MB, 512K; a bare number is MB). Default: the reference board's (S3: 8MB,
     /// P4: 32MB, C6/C3: none).
-    #[arg(long, value_parser = parse_mb)]
+    #[arg(long, value_parser = crate::units::mb_arg)]
     pub psram: Option<usize>,
     /// Flash (4MB, 16MB, 32MB; a bare number is MB). Default: the reference board's (S3/P4:
     /// 16MB, C6/C3: 4MB). The model partition is the one in firmware/partitions-4mb.csv (3 MB),
     /// -16mb.csv (12 MB) or -32mb.csv (28 MB); for other sizes all but the first 1 MB.
-    #[arg(long, value_parser = parse_mb)]
+    #[arg(long, value_parser = crate::units::mb_arg)]
     pub flash: Option<usize>,
     /// Context length to plan for. Default: the model's.
     #[arg(long)]
@@ -34,15 +34,8 @@ pub struct Args {
     pub json: bool,
 }
 
-fn parse_mb(s: &str) -> std::result::Result<usize, String> {
-    crate::units::parse_mb(s).map_err(|e| format!("{e:#}"))
-}
-
 pub fn main(a: Args) -> Result<()> {
-    let Some(chip) = plan::chip(&a.chip) else {
-        let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
-        bail!("unknown chip '{}'; choose one of {}", a.chip, names.join(", "));
-    };
+    let chip = crate::setup::chip(&a.chip)?;
     let path = files::resolve_model(a.model.as_deref())?;
     let blob = files::load(&path, "model")?;
     let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", path.display()))?;

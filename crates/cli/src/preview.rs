@@ -80,10 +80,7 @@ pub fn main(a: Args) -> Result<()> {
     if !(1..=16).contains(&a.scale) {
         bail!("--scale {}: must be 1 to 16", a.scale);
     }
-    let Some(chip) = plan::chip(&a.chip) else {
-        let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
-        bail!("unknown chip '{}'; choose one of {}", a.chip, names.join(", "));
-    };
+    let chip = crate::setup::chip(&a.chip)?;
     let loaded = load(a.model.as_deref(), a.tokenizer.as_deref())?;
     let ck = Checkpoint::parse(&loaded.model)?;
     let config = ck.config;

@@ -76,6 +76,15 @@ impl From<MathArg> for Math {
 }
 
 /// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
+/// The chip named `name` from the board planner's table, or an error listing the known ones.
+pub fn chip(name: &str) -> Result<esp_llm_board::plan::Chip> {
+    use esp_llm_board::plan;
+    plan::chip(name).ok_or_else(|| {
+        let names: Vec<&str> = plan::CHIPS.iter().map(|c| c.name).collect();
+        anyhow::anyhow!("unknown chip '{name}'; choose one of {}", names.join(", "))
+    })
+}
+
 pub fn pick_kernels(name: Option<&str>) -> Result<&'static dyn Kernels> {
     match name {
         None => Ok(kernels::best()),

@@ -32,6 +32,11 @@ pub fn parse_mb(s: &str) -> Result<usize> {
     parse(t)
 }
 
+/// [`parse_mb`] as a clap `value_parser` (`--flash`, `--psram`, `--flash-size`).
+pub fn mb_arg(s: &str) -> std::result::Result<usize, String> {
+    parse_mb(s).map_err(|e| format!("{e:#}"))
+}
+
 /// A byte count in the largest binary unit that keeps it readable: `1.0 MB`, `6.1 KB`, `512 B`.
 pub fn human(bytes: usize) -> String {
     let b = bytes as f64;

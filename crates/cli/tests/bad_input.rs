@@ -126,6 +126,23 @@ fn truncated_tokenizer_cannot_drop_prompt_text() {
 }
 
 #[test]
+fn unknown_chip_is_the_same_error_everywhere() {
+    let m = shared("models").join("stories260K.bin");
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ellb");
+    for args in [
+        vec!["plan", m, "--chip", "esp8266"],
+        vec!["pack", m, "--fit", "esp8266", "-o", out.to_str().unwrap()],
+        vec!["preview", m, "--chip", "esp8266"],
+        vec!["flash", "--port", "x", "--chip", "esp8266", "--model", m],
+    ] {
+        let e = fails(&args);
+        assert!(e.contains("unknown chip 'esp8266'; choose one of esp32"), "{args:?}: {e}");
+    }
+}
+
+#[test]
 fn bad_settings() {
     let m = shared("models").join("stories260K.bin");
     let m = m.to_str().unwrap();
