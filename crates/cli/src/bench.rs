@@ -1,6 +1,6 @@
 //! `esp-llm bench`: prompt-processing and generation speed, median of several runs.
 //!
-//! Prompt processing (pp) times `Transformer::prefill` over `--prompt` synthetic tokens from
+//! Prompt processing (pp) times `Transformer::prefill` over `--prompt-tokens` synthetic tokens from
 //! position 0 (batched, no logits), then one `forward` for the last prompt token (whose logits
 //! a real run samples from); tok/s counts every prompt token. Generation (tg) times `--gen`
 //! greedy steps from position 0 (forward + argmax), as llama2.c's `run -t 0 -n N` does
@@ -33,8 +33,10 @@ pub struct Args {
     /// f32 matrix layout: auto, row-major (read in place) or interleaved (repacked at load).
     #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
     pub layout: LayoutArg,
-    /// Prompt tokens for the prompt-processing test (0 skips it).
-    #[arg(long, default_value_t = 128)]
+    /// Prompt length in tokens for the prompt-processing test (synthetic token ids, as
+    /// llama-bench's pp test; 0 skips it). A count, not text: other commands' `--prompt` /
+    /// `-i` take text.
+    #[arg(long = "prompt-tokens", visible_alias = "pp", value_name = "N", default_value_t = 128)]
     pub prompt: usize,
     /// Generated tokens for the generation test (0 skips it).
     #[arg(long, default_value_t = 256)]
@@ -73,7 +75,7 @@ pub fn main(a: Args) -> Result<()> {
     let math = esp_llm_engine::Math::default();
     let mut t = transformer(ck, a.threads, kernels, numerics, math, layout)?;
     if a.prompt > c.seq_len || a.gen > c.seq_len {
-        bail!("--prompt and --gen must be at most the model's context ({})", c.seq_len);
+        bail!("--prompt-tokens and --gen must be at most the model's context ({})", c.seq_len);
     }
     let prompt: Vec<u32> = std::iter::once(esp_llm_engine::BOS)
         .chain((1..a.prompt).map(|i| ((i * 7919 + 3) % c.vocab_size) as u32))

@@ -60,7 +60,17 @@ fn bench_reports_positive_speeds_as_json() {
         let out = esp_llm()
             .arg("bench")
             .arg(shared("models").join("stories260K.bin"))
-            .args(["--threads", threads, "--prompt", "20", "--gen", "16", "--runs", "3", "--json"])
+            .args([
+                "--threads",
+                threads,
+                "--prompt-tokens",
+                "20",
+                "--gen",
+                "16",
+                "--runs",
+                "3",
+                "--json",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -82,6 +92,11 @@ fn bad_thread_and_kernel_choices_are_errors() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("available") && err.contains("scalar"), "{err}");
-    let out = esp_llm().arg("bench").arg(&model).args(["--prompt", "100000"]).output().unwrap();
+    let out = esp_llm().arg("bench").arg(&model).args(["--pp", "100000"]).output().unwrap();
     assert!(!out.status.success());
+    // `--prompt` is text in every other command; bench's count has its own name.
+    let out = esp_llm().arg("bench").arg(&model).args(["--prompt", "Once"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--prompt-tokens"), "{err}");
 }
