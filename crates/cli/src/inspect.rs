@@ -1,6 +1,7 @@
 //! `esp-llm inspect`: what a model file is and what running it costs in memory.
 
 use crate::files;
+use crate::units::human;
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::state::RunState;
@@ -96,21 +97,23 @@ pub fn main(a: Args) -> Result<()> {
     outln!("parameters    {}", c.n_params());
     let list: Vec<String> = precision.iter().map(|(n, p)| format!("{n} {p}")).collect();
     outln!("precision     {}", list.join(" · "));
-    outln!("memory (bytes)");
-    outln!("  weights     {weights:>12}");
-    outln!("    f32       {f32_bytes:>12}");
+    // Human units as `plan` and `run -v` print them, the exact byte count beside.
+    let sz = |n: usize| format!("{:>9} {:>12}", human(n), format!("({n} B)"));
+    outln!("memory");
+    outln!("  weights     {}", sz(weights));
+    outln!("    f32       {}", sz(f32_bytes));
     if q_bytes > 0 {
-        outln!("    int8      {q_bytes:>12}");
+        outln!("    int8      {}", sz(q_bytes));
     }
     if q4_bytes > 0 {
-        outln!("    int4      {q4_bytes:>12}  (two values per byte)");
+        outln!("    int4      {}  two values per byte", sz(q4_bytes));
     }
     if q_bytes + q4_bytes > 0 {
-        outln!("    scales    {scale_bytes:>12}  (group size {groups:?})");
+        outln!("    scales    {}  group size {groups:?}", sz(scale_bytes));
     }
-    outln!("  KV cache    {:>12}  (fp32, {} positions)", state.kv_cache, c.seq_len);
-    outln!("  activations {:>12}", state.activations);
-    outln!("  total       {:>12}", weights + state.total());
+    outln!("  KV cache    {}  fp32, {} positions", sz(state.kv_cache), c.seq_len);
+    outln!("  activations {}", sz(state.activations));
+    outln!("  total       {}", sz(weights + state.total()));
     match crc {
         Some((stored, got)) if stored == got => {
             outln!("checksum      crc32 {stored:#010x} (matches the bytes)")
