@@ -23,6 +23,25 @@
  * Clobbers f0..f12 (caller-saved).
  */
 
+/* f0 = f1 / f2 (the dividend's part of the FPU division) with the divisor part of the entry:
+ * y0 f3, bn f4, y2 f6, y3 f10. Scratch: f7 (ex), f8 (an), f9 (r), f11. 14 instructions. */
+	.macro	quotient
+	nexp01.s	f8, f1		/* an */
+	const.s	f0, 0			/* q */
+	neg.s	f9, f8			/* r */
+	maddn.s	f0, f9, f3		/* q0 = a*y0 */
+	mov.s	f7, f2			/* ex = b */
+	mkdadj.s	f7, f1
+	maddn.s	f9, f4, f0
+	maddn.s	f0, f9, f6		/* q1, with y2 */
+	neg.s	f9, f8
+	maddn.s	f9, f4, f0
+	addexpm.s	f0, f7
+	mov.s	f11, f10
+	addexp.s	f11, f7
+	divn.s	f0, f9, f11
+	.endm
+
 	.text
 	.align	4
 	.global	esp_llm_lx7_div_scalar
@@ -57,20 +76,7 @@ esp_llm_lx7_div_scalar:
 	movi	a9, 0x47800000		/* 2^16 */
 	bgeu	a8, a9, .Ldiv_loop
 	const.s	f1, 1
-	nexp01.s	f8, f1
-	const.s	f0, 0
-	neg.s	f9, f8
-	maddn.s	f0, f9, f3
-	mov.s	f7, f2
-	mkdadj.s	f7, f1
-	maddn.s	f9, f4, f0
-	maddn.s	f0, f9, f6
-	neg.s	f9, f8
-	maddn.s	f9, f4, f0
-	addexpm.s	f0, f7
-	mov.s	f11, f10
-	addexp.s	f11, f7
-	divn.s	f0, f9, f11
+	quotient
 	mov.s	f12, f0			/* y = RN(1 / d) */
 	movi	a10, 0x25000000		/* 2^-90 with the sign shifted out */
 	movi	a11, 0xe3000000		/* 2^100, likewise */
@@ -93,38 +99,12 @@ esp_llm_lx7_div_scalar:
 	retw
 /* One element of the fast loop by the full division (a in f1), then back into the loop. */
 .Ldiv_one:
-	nexp01.s	f8, f1
-	const.s	f0, 0
-	neg.s	f9, f8
-	maddn.s	f0, f9, f3
-	mov.s	f7, f2
-	mkdadj.s	f7, f1
-	maddn.s	f9, f4, f0
-	maddn.s	f0, f9, f6
-	neg.s	f9, f8
-	maddn.s	f9, f4, f0
-	addexpm.s	f0, f7
-	mov.s	f11, f10
-	addexp.s	f11, f7
-	divn.s	f0, f9, f11
+	quotient
 	j	.Ldiv_fast_store
 .Ldiv_loop:
 	loopnez	a4, .Ldiv_end
 	lsip	f1, a3, 4		/* a */
-	nexp01.s	f8, f1		/* an */
-	const.s	f0, 0			/* q */
-	neg.s	f9, f8			/* r */
-	maddn.s	f0, f9, f3		/* q0 = a*y0 */
-	mov.s	f7, f2			/* ex = b */
-	mkdadj.s	f7, f1
-	maddn.s	f9, f4, f0
-	maddn.s	f0, f9, f6		/* q1, with y2 */
-	neg.s	f9, f8
-	maddn.s	f9, f4, f0
-	addexpm.s	f0, f7
-	mov.s	f11, f10
-	addexp.s	f11, f7
-	divn.s	f0, f9, f11
+	quotient
 	ssip	f0, a2, 4
 .Ldiv_end:
 	retw
