@@ -285,14 +285,7 @@ impl Repl {
         };
         let s = &mut self.settings;
         if s.apply(&cmd) {
-            let _ = writeln!(
-                con.out(port),
-                "temp {} topp {} seed {} steps {}",
-                s.temperature,
-                s.topp,
-                s.seed,
-                s.steps
-            );
+            let _ = writeln!(con.out(port), "{s}");
             return;
         }
         match cmd {

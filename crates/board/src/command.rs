@@ -209,6 +209,15 @@ impl Default for Settings {
     }
 }
 
+/// The REPL's reply to a setting command: `temp 1 topp 0.9 seed 42 steps 256` (the firmware
+/// prints it after every change; the host tests' fake board prints the same).
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Settings { temperature, topp, seed, steps } = self;
+        write!(f, "temp {temperature} topp {topp} seed {seed} steps {steps}")
+    }
+}
+
 impl Settings {
     /// Applies a setting command; returns false for commands that are not settings.
     pub fn apply(&mut self, c: &Command<'_>) -> bool {
@@ -234,6 +243,15 @@ mod tests {
         assert_eq!(parse("  indented prompt  "), Ok(Command::Prompt("  indented prompt")));
         assert_eq!(parse(""), Ok(Command::Prompt("")));
         assert_eq!(parse("a /temp in the middle"), Ok(Command::Prompt("a /temp in the middle")));
+    }
+
+    #[test]
+    fn settings_reply_is_what_the_commands_set() {
+        let mut s = Settings::default();
+        for line in ["/temp 0.5", "/topp 0.75", "/seed 7", "/steps 12"] {
+            assert!(s.apply(&parse(line).unwrap()), "{line}");
+        }
+        assert_eq!(s.to_string(), "temp 0.5 topp 0.75 seed 7 steps 12");
     }
 
     #[test]

@@ -44,10 +44,7 @@ fn fake_board(listener: TcpListener, slow: Duration, saw_ctrl_c: Arc<AtomicBool>
         // The firmware's own command parser and settings (crates/board), as its REPL uses them.
         let reply = match command::parse(text) {
             Err(e) => format!("{e}\n"),
-            Ok(c) if settings.apply(&c) => format!(
-                "temp {} topp {} seed {} steps {}\n",
-                settings.temperature, settings.topp, settings.seed, settings.steps
-            ),
+            Ok(c) if settings.apply(&c) => format!("{settings}\n"),
             Ok(Line::Echo(on)) => {
                 echo = on;
                 String::new()
