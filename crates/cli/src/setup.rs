@@ -75,7 +75,6 @@ impl From<MathArg> for Math {
     }
 }
 
-/// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
 /// The chip named `name` from the board planner's table, or an error listing the known ones.
 pub fn chip(name: &str) -> Result<esp_llm_board::plan::Chip> {
     use esp_llm_board::plan;
@@ -85,6 +84,7 @@ pub fn chip(name: &str) -> Result<esp_llm_board::plan::Chip> {
     })
 }
 
+/// The kernels named (`scalar`, `avx2`, `avx512`, ...) or the best this CPU runs.
 pub fn pick_kernels(name: Option<&str>) -> Result<&'static dyn Kernels> {
     match name {
         None => Ok(kernels::best()),
