@@ -405,7 +405,14 @@ fn run(
             return;
         }
     };
-    let tokens = m.tokenizer.encode(prompt.as_bytes());
+    // A byte the tokenizer has no id for is an error line, not text silently dropped.
+    let tokens = match m.tokenizer.try_encode(prompt.as_bytes()) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(con.out(port), "{e}");
+            return;
+        }
+    };
     let gen = match Generator::new(&mut m.transformer, &m.tokenizer, &mut sampler, tokens, s.steps)
     {
         Ok(g) => g,
