@@ -190,18 +190,24 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     // SwiGLU: 200 vectors of 1..300 values over the whole range of the exponential's argument
     // (its branch edges at |x| = 2^-14, 0.3466, 1.0397, 87.34, 88.72 and 103.97 to within a few
     // ulps, both signs, zeros, infinities, NaN, huge and random magnitudes), so that every path
-    // of exp.S's expf, the Rust fallback included, meets the scalar twin.
-    let edges: [u32; 7] =
-        [0x3900_0000, 0x3eb1_7218, 0x3f85_1592, 0x42ae_ac50, 0x42b1_7218, 0x42cf_f1b5, 0x7f80_0000];
+    // of exp.S's expf, the Rust fallback included, meets the scalar twin; also SwiGLU's own
+    // slow-path edge (|val| = 80) and the three vals whose 1 + expf(-val) has an all-ones
+    // mantissa (the reciprocal's fallback; found by a sweep of every f32 with |val| < 80).
+    let edges: [u32; 8] = [
+        0x3900_0000, 0x3eb1_7218, 0x3f85_1592, 0x42a0_0000, 0x42ae_ac50, 0x42b1_7218, 0x42cf_f1b5,
+        0x7f80_0000,
+    ];
+    let all_ones: [u32; 3] = [0xbf8c_9f53, 0xbff9_1395, 0xc05b_c672];
     for i in 0..200 {
         let (ok, n) = crate::with_scratch(|| {
             let n = 1 + rng.below(if i % 4 == 0 { 300 } else { 40 }) as usize;
             let mut val = |rng: &mut Rng| -> f32 {
                 let sign = rng.next() & 0x8000_0000;
-                match rng.below(8) {
+                match rng.below(9) {
                     0 => f32::from_bits(
-                        sign | edges[rng.below(7) as usize].wrapping_add(rng.below(9)).wrapping_sub(4),
+                        sign | edges[rng.below(8) as usize].wrapping_add(rng.below(9)).wrapping_sub(4),
                     ),
+                    3 => f32::from_bits(all_ones[rng.below(3) as usize]),
                     1 => f32::from_bits(sign | (rng.next() >> 1)),
                     // 0.0, -0.0, NaN, inf, -inf, 1e-30 (as bits: see `spread` above).
                     2 => f32::from_bits(

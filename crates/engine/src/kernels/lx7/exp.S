@@ -23,15 +23,27 @@
  *   (Rust never contracts into fused multiply-adds); `(int)` is TRUNC.S (round toward zero;
  *   |x| < 87.34 keeps k in -126..126 and 2^k a normal float).
  *
- * Division. The LX7 FP option has no divide instruction: a quotient is DIV0.S (reciprocal
- * seed), NEXP01.S, MADDN.S Newton steps, MKDADJ.S/ADDEXP.S/ADDEXPM.S and DIVN.S (the correctly
- * rounded last step), the data flow of libgcc's `__divsf3` and of div.S/quant.S. The emulator
- * computes the IEEE quotient in MKDADJ.S and treats most of the others as no-ops, so it checks
- * the data flow (the divisor in `ex` at MKDADJ.S, the quotient taken by ADDEXPM.S); real
- * silicon checks the Newton steps.
+ * Division. The LX7 FP option has no divide instruction. The two divisions on the fast paths
+ * are done with fused multiply-adds (MADD.S/MSUB.S: one rounding, as the emulator's
+ * float32_muladd and `f32::mul_add`), so the emulator checks them exactly:
+ *   expf's x*c / (2 - c): seed y = D0 + c*D1 (the minimax line, within 1.5% over the b = 2 - c
+ *     of every fast-path input), two Newton steps, q = a*y, two Markstein corrections
+ *     (r = a - q*b exact, q += r*y): 15 instructions.
+ *   SwiGLU's 1 / (1 + expf(-val)): `reciprocal` (magic-constant seed, four Newton steps):
+ *     18 instructions.
+ * crates/engine/tests/lx7_division.rs holds their twins and proves both equal to IEEE
+ * division on every input the fast paths can give them (all 3.2e8 expf fast-path arguments;
+ * every SwiGLU val with |val| < 80; every mantissa of the reciprocal). Elsewhere (softmax's
+ * 1/sum once per call, the slow paths, the all-ones mantissa) the division is the FPU's own
+ * sequence: DIV0.S (reciprocal seed), NEXP01.S, MADDN.S Newton steps, MKDADJ.S/ADDEXP.S/
+ * ADDEXPM.S and DIVN.S (the correctly rounded last step), the data flow of libgcc's
+ * `__divsf3` and of div.S/quant.S. The emulator computes the IEEE quotient in MKDADJ.S and
+ * treats most of the others as no-ops, so for that sequence it checks the data flow (the
+ * divisor in `ex` at MKDADJ.S, the quotient taken by ADDEXPM.S); real silicon checks the
+ * Newton steps.
  *
- * Cost (instructions, the usual path): expf 58; softmax 3 per element for the max, 63 for the
- * exponential and the sum, 11 for the division (16 on its full path); SwiGLU 92 per element.
+ * Cost (instructions, the usual path): expf 48; softmax 3 per element for the max, 53 for the
+ * exponential and the sum, 11 for the division (16 on its full path); SwiGLU 75 per element.
  *
  * Windowed ABI; floats travel in address registers. Clobbers f0..f15, b0, and the
  * caller-saved address registers. Stack: 96 bytes (the slow path's saves).
@@ -47,6 +59,8 @@
 	.word	0x35bfbe8e		/* 16: LN2_LO */
 	.word	0x3e2aaa8f		/* 20: P1 */
 	.word	0xbb355215		/* 24: P2 */
+	.word	0x3f01e642		/* 28: D0 \ the seed of 1/(2 - c): D0 + c*D1 */
+	.word	0x3e7eb5c3		/* 32: D1 /  (tests/lx7_division.rs) */
 
 	.text
 	.literal_position
@@ -88,13 +102,45 @@
 	divn.s	\q, \r, \y3
 	.endm
 
+/* One Newton step for y ~ 1/b, fused: e = 1 - b*y, y = y + e*y (the relative error squares). */
+	.macro	newton y, b, e
+	const.s	\e, 1
+	msub.s	\e, \b, \y
+	madd.s	\y, \e, \y
+	.endm
+
+/* One Markstein correction of q ~ a/b with y ~ 1/b: r = a - q*b (exact: one rounding of a
+ * value that fits), q = q + r*y. */
+	.macro	markstein q, a, b, y, r
+	mov.s	\r, \a
+	msub.s	\r, \q, \b
+	madd.s	\q, \r, \y
+	.endm
+
+/* y = 1/b correctly rounded for 1 <= b < 2^120 whose mantissa is not all ones (those branch
+ * to \full with b untouched): seed bits(y0) = 0x7ef311c3 - bits(b) (within 5.1%, ma holds
+ * the magic), four Newton steps. The last step from a y within an ulp rounds correctly except
+ * for the all-ones mantissa (Markstein); tests/lx7_division.rs checks every mantissa. */
+	.macro	reciprocal y, b, e, ma, t, u, full
+	rfr	\t, \b
+	addi	\u, \t, 1
+	slli	\u, \u, 9
+	beqz	\u, \full
+	sub	\u, \ma, \t
+	wfr	\y, \u
+	newton	\y, \b, \e
+	newton	\y, \b, \e
+	newton	\y, \b, \e
+	newton	\y, \b, \e
+	.endm
+
 /* Register plan while an exponential is live (both kernels). The thresholds are on hx << 1
  * (the sign shifted out: one SLLI instead of a 31-bit mask, which EXTUI cannot take):
  *   a5  the constants above         a6  0x42aeac50 << 1 (slow from here up)
  *   a7  0x39000001 << 1 (tiny below)
  *   a13 0x3eb17219 << 1 (k = 0 below)   a14 0x3f851593 << 1 (k = +-1 below)
- *   f10 LN2_HI  f11 LN2_LO  f12 P1  f13 P2
- * scratch a8..a11, f0..f9. */
+ *   f9 D1  f10 LN2_HI  f11 LN2_LO  f12 P1  f13 P2
+ * scratch a8..a11, f0..f8. */
 	.macro	exp_setup
 	movi	a5, .Lexp_consts
 	movi	a6, 0x855d58a0
@@ -105,6 +151,7 @@
 	lsi	f11, a5, 16
 	lsi	f12, a5, 20
 	lsi	f13, a5, 24
+	lsi	f9, a5, 32
 	.endm
 
 /* f8 = expf(f0). Branches to \slow (|x| >= 87.34, inf, NaN) and \tiny (hx <= 0x39000000),
@@ -134,12 +181,17 @@
 	add.s	f4, f12, f4		/* P1 + xx*P2 */
 	mul.s	f4, f1, f4
 	sub.s	f4, f0, f4		/* c */
+	lsi	f6, a5, 28
+	madd.s	f6, f4, f9		/* y = D0 + c*D1 ~ 1 / (2 - c), within 1.5% */
 	mul.s	f1, f0, f4		/* a = x*c */
 	const.s	f5, 2
 	sub.s	f5, f5, f4		/* b = 2 - c */
-	/* q f8 = x*c / (2 - c): b f5 is its own ex, r reuses a's f1 */
-	divisor	f5, f0, f4, f7, f9, f6
-	quotient f8, f1, f5, f0, f4, f7, f9, f6, f1
+	/* q f8 = x*c / (2 - c), correctly rounded: see "Division" above */
+	newton	f6, f5, f7
+	newton	f6, f5, f7
+	mul.s	f8, f1, f6		/* q = a*y */
+	markstein f8, f1, f5, f6, f7
+	markstein f8, f1, f5, f6, f7
 	sub.s	f8, f8, f3		/* q - lo */
 	add.s	f8, f8, f2		/* + hi */
 	const.s	f1, 1
@@ -285,6 +337,7 @@ esp_llm_lx7_softmax:
 	j	.Lsm_store
 .Lsm_slow:
 	expf_slow
+	lsi	f9, a5, 32		/* D1 again (the callee may use f9) */
 	j	.Lsm_store
 	.size	esp_llm_lx7_softmax, . - esp_llm_lx7_softmax
 
@@ -295,6 +348,10 @@ esp_llm_lx7_swiglu:
 	entry	a1, 96
 	beqz	a4, .Lsw_ret
 	exp_setup
+	/* The slow path from |val| >= 80 on (not 87.34): then 1 + expf(-val) < 2^120 on the fast
+	 * path, in the reciprocal's range; the slow path divides with the FPU sequence. */
+	movi	a6, 0x85400000		/* 0x42a00000 << 1 (80.0) */
+	movi	a15, 0x7ef311c3		/* the reciprocal's magic */
 	addx4	a12, a4, a2		/* end of h1 */
 .Lsw_loop:
 	lsi	f14, a2, 0		/* val */
@@ -303,10 +360,8 @@ esp_llm_lx7_swiglu:
 .Lsw_exp_done:
 	const.s	f5, 1
 	add.s	f5, f5, f8		/* b = 1 + expf(-val) */
-	/* f8 = 1 / b (a = 1 in f1) */
-	divisor	f5, f0, f4, f7, f9, f6
-	const.s	f1, 1
-	quotient f8, f1, f5, f0, f4, f7, f9, f6, f1	/* 1 / (1 + expf(-val)) */
+	reciprocal f8, f5, f7, a15, a8, a9, .Lsw_full	/* 1 / (1 + expf(-val)) */
+.Lsw_recip_done:
 	mul.s	f14, f14, f8		/* val *= ... */
 	lsip	f1, a3, 4
 	mul.s	f14, f14, f1		/* val *= h3[i] */
@@ -320,7 +375,16 @@ esp_llm_lx7_swiglu:
 	const.s	f1, 1
 	add.s	f8, f1, f0
 	j	.Lsw_exp_done
+/* |val| >= 80, inf, NaN: expf by the Rust function, then the FPU's division. */
 .Lsw_slow:
 	expf_slow
-	j	.Lsw_exp_done
+	lsi	f9, a5, 32		/* D1 again (the callee may use f9) */
+	const.s	f5, 1
+	add.s	f5, f5, f8		/* b = 1 + expf(-val) */
+/* f8 = 1 / b by the full FPU sequence (b in f5: an all-ones mantissa, or the slow path). */
+.Lsw_full:
+	divisor	f5, f0, f4, f7, f2, f6
+	const.s	f1, 1
+	quotient f8, f1, f5, f0, f4, f7, f2, f6, f1
+	j	.Lsw_recip_done
 	.size	esp_llm_lx7_swiglu, . - esp_llm_lx7_swiglu
