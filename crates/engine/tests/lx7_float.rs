@@ -1,5 +1,6 @@
-//! The divisions of the LX7 kernels (crates/engine/src/kernels/lx7/exp.S), checked here on the
-//! host against IEEE division over every input they can meet.
+//! The float arithmetic of the LX7 kernels (crates/engine/src/kernels/lx7/) that the emulator
+//! cannot prove on every input, checked here on the host over every input it can meet: the
+//! divisions of exp.S and the rounding of quant.S's fast path.
 //!
 //! The ESP32-S3's FPU has no divide instruction. exp.S divides with fused multiply-adds
 //! (MADD.S / MSUB.S, one rounding each, as `f32::mul_add` here): a seed, Newton steps for the
@@ -12,7 +13,7 @@
 //! The full sweeps take a few seconds in a release build and minutes in a debug one, so the
 //! default tests take a fixed stride through the inputs and the full sweeps are `#[ignore]`d:
 //!
-//!     cargo test --release -p esp-llm-engine --test lx7_division -- --ignored
+//!     cargo test --release -p esp-llm-engine --test lx7_float -- --ignored
 
 use esp_llm_engine::math::expf;
 
@@ -223,4 +224,39 @@ fn swiglu_reciprocal_is_ieee_sampled() {
 #[ignore = "every SwiGLU fast-path input: run with --release -- --ignored"]
 fn swiglu_reciprocal_is_ieee_everywhere() {
     check_swiglu_reciprocal(1);
+}
+
+/// quant.S's `round_store_fast`: `roundf(d) as i8` as TRUNC.S(2d) - TRUNC.S(d) (TRUNC.S with
+/// scale 1 truncates 2d, exactly), on every float with |d| < 127.5 (the fast path has |d| <= 127.00001) and on NaN.
+fn check_quant_rounding(stride: usize) {
+    let trunc = |d: f32| d as i32; // toward zero, saturating; NaN -> 0 (TRUNC.S: the same value twice)
+    let mut n = 0u64;
+    for sign in [0u32, 0x8000_0000] {
+        for bits in
+            (0..0x42ff_0000u32).step_by(stride).chain([0x3eff_ffff, 0x3f00_0000, 0x42fe_ffff])
+        {
+            let d = f32::from_bits(sign | bits);
+            let fast = (trunc(2.0 * d) - trunc(d)) as i8;
+            assert_eq!(fast, libm_roundf_as_i8(d), "d bits {:08x}", d.to_bits());
+            n += 1;
+        }
+    }
+    assert!(n > 1000);
+    assert_eq!((trunc(2.0 * f32::NAN) - trunc(f32::NAN)) as i8, libm_roundf_as_i8(f32::NAN));
+}
+
+#[test]
+fn quant_rounding_is_roundf_sampled() {
+    check_quant_rounding(257);
+}
+
+#[test]
+#[ignore = "every float below 127.5: run with --release -- --ignored"]
+fn quant_rounding_is_roundf_everywhere() {
+    check_quant_rounding(1);
+}
+
+/// The scalar twin's rounding (math.rs `quantize`).
+fn libm_roundf_as_i8(d: f32) -> i8 {
+    libm::roundf(d) as i8
 }
