@@ -42,8 +42,11 @@
  * divisor in `ex` at MKDADJ.S, the quotient taken by ADDEXPM.S); real silicon checks the
  * Newton steps.
  *
- * Cost (instructions, the usual path): expf 48; softmax 3 per element for the max, 53 for the
- * exponential and the sum, 11 for the division (16 on its full path); SwiGLU 75 per element.
+ * Cost (instructions, the usual paths): expf 48, or 34 for |x| <= 0.3466 (k = 0: math.rs's
+ * third case, no reduction and no scaling); in softmax, whose arguments x - max are negative
+ * (HALF[sign] and k = -1 known, one Markstein correction), 43 and 31. Softmax per element:
+ * 3 for the max, the exponential + 5 (load, subtract, sum, store, branch), 11 for the
+ * division; SwiGLU per element: the exponential + 27 (18 of them the reciprocal).
  *
  * Windowed ABI; floats travel in address registers. Clobbers f0..f15, b0, and the
  * caller-saved address registers. Stack: 96 bytes (the slow path's saves).
@@ -154,28 +157,10 @@
 	lsi	f9, a5, 32
 	.endm
 
-/* f8 = expf(f0). Branches to \slow (|x| >= 87.34, inf, NaN) and \tiny (hx <= 0x39000000),
- * which must end with f8 set and jump to \done; \lowk computes k for hx <= 0x3f851592 into
- * a10 and jumps to \kdone. */
-	.macro	expf_core slow, tiny, lowk, kdone
-	rfr	a8, f0
-	slli	a9, a8, 1		/* hx << 1 */
-	bgeu	a9, a6, \slow
-	bltu	a9, a7, \tiny
-	bltu	a9, a14, \lowk
-	lsi	f1, a5, 0
-	extui	a11, a8, 31, 1		/* sign */
-	addx4	a11, a11, a5
-	lsi	f2, a11, 4		/* HALF[sign] */
-	mul.s	f1, f1, f0		/* INV_LN2 * x */
-	add.s	f1, f1, f2
-	trunc.s	a10, f1, 0		/* k */
-\kdone:
-	float.s	f1, a10, 0		/* k as f32 */
-	mul.s	f2, f1, f10
-	sub.s	f2, f0, f2		/* hi = x - k*LN2_HI */
-	mul.s	f3, f1, f11		/* lo = k*LN2_LO */
-	sub.s	f0, f2, f3		/* x = hi - lo */
+/* expf's polynomial and division on the reduced argument x (f0, kept): f8 = q = x*c / (2 - c),
+ * correctly rounded (see "Division" above), with \corr Markstein corrections: 2 for any
+ * sign, 1 where x < 0 (softmax: proven enough there by tests/lx7_float.rs). Uses f1, f4..f7. */
+	.macro	exp_quotient corr
 	mul.s	f1, f0, f0		/* xx */
 	mul.s	f4, f1, f13
 	add.s	f4, f12, f4		/* P1 + xx*P2 */
@@ -186,12 +171,45 @@
 	mul.s	f1, f0, f4		/* a = x*c */
 	const.s	f5, 2
 	sub.s	f5, f5, f4		/* b = 2 - c */
-	/* q f8 = x*c / (2 - c), correctly rounded: see "Division" above */
 	newton	f6, f5, f7
 	newton	f6, f5, f7
 	mul.s	f8, f1, f6		/* q = a*y */
 	markstein f8, f1, f5, f6, f7
+	.if \corr - 1
 	markstein f8, f1, f5, f6, f7
+	.endif
+	.endm
+
+/* f8 = expf(f0). Branches to \slow (|x| >= 87.34, inf, NaN), \tiny (hx <= 0x39000000) and
+ * \lowk (hx <= 0x3f851592), which must end with f8 set and jump to the caller's done label;
+ * expf_lowk jumps back to \kdone with k in a10 for k = +-1. \neg = 1 where the argument is
+ * known to be negative on these paths (softmax's x - max): HALF[sign] is -0.5 (INV_LN2*x - 0.5,
+ * the same IEEE operation as + -0.5) and \corr may be 1. */
+	.macro	expf_core slow, tiny, lowk, kdone, neg, corr
+	rfr	a8, f0
+	slli	a9, a8, 1		/* hx << 1 */
+	bgeu	a9, a6, \slow
+	bltu	a9, a7, \tiny
+	bltu	a9, a14, \lowk
+	lsi	f1, a5, 0
+	mul.s	f1, f1, f0		/* INV_LN2 * x */
+	.if \neg
+	const.s	f2, 3			/* 0.5 */
+	sub.s	f1, f1, f2		/* + HALF[1] */
+	.else
+	extui	a11, a8, 31, 1		/* sign */
+	addx4	a11, a11, a5
+	lsi	f2, a11, 4		/* HALF[sign] */
+	add.s	f1, f1, f2
+	.endif
+	trunc.s	a10, f1, 0		/* k */
+\kdone:
+	float.s	f1, a10, 0		/* k as f32 */
+	mul.s	f2, f1, f10
+	sub.s	f2, f0, f2		/* hi = x - k*LN2_HI */
+	mul.s	f3, f1, f11		/* lo = k*LN2_LO */
+	sub.s	f0, f2, f3		/* x = hi - lo */
+	exp_quotient \corr
 	sub.s	f8, f8, f3		/* q - lo */
 	add.s	f8, f8, f2		/* + hi */
 	const.s	f1, 1
@@ -202,17 +220,27 @@
 	mul.s	f8, f8, f1		/* y * 2^k */
 	.endm
 
-/* The out-of-line parts of expf_core: k for 0.3466 < |x| <= 1.0397 (1 - 2*sign) or
- * |x| <= 0.3466 (0); 1 + x for tiny x. */
-	.macro	expf_lowk lowk, kdone
+/* The out-of-line part of expf_core for hx <= 0x3f851592: k = 1 - 2*sign for
+ * 0.3466 < |x| <= 1.0397 (back to \kdone); for |x| <= 0.3466 math.rs's third case, k = 0
+ * (hi = x, lo = +0, no scaling): y = 1 + (q + x) (q - +0 is q exactly, y * 2^0 is y), then
+ * to \done. */
+	.macro	expf_lowk lowk, kdone, done, neg, corr
 \lowk:
-	movi	a10, 0
-	bltu	a9, a13, \kdone
+	bltu	a9, a13, 1f
+	.if \neg
+	movi	a10, -1
+	.else
 	extui	a11, a8, 31, 1
 	movi	a10, 1
 	sub	a10, a10, a11
 	sub	a10, a10, a11
+	.endif
 	j	\kdone
+1:	exp_quotient \corr
+	add.s	f8, f8, f0		/* q + x */
+	const.s	f1, 1
+	add.s	f8, f1, f8		/* y = 1 + (...) */
+	j	\done
 	.endm
 
 /* The slow path: f8 = expf(f0) by the Rust function, with a2..a7 (the caller's window part
@@ -280,7 +308,7 @@ esp_llm_lx7_softmax:
 .Lsm_exp:
 	lsi	f0, a4, 0
 	sub.s	f0, f0, f15
-	expf_core .Lsm_slow, .Lsm_tiny, .Lsm_lowk, .Lsm_kdone
+	expf_core .Lsm_slow, .Lsm_tiny, .Lsm_lowk, .Lsm_kdone, 1, 1
 .Lsm_store:
 	ssip	f8, a4, 4
 	add.s	f14, f14, f8
@@ -330,7 +358,7 @@ esp_llm_lx7_softmax:
 .Lsm_ret:
 	retw
 
-	expf_lowk .Lsm_lowk, .Lsm_kdone
+	expf_lowk .Lsm_lowk, .Lsm_kdone, .Lsm_store, 1, 1
 .Lsm_tiny:
 	const.s	f1, 1
 	add.s	f8, f1, f0
@@ -356,7 +384,7 @@ esp_llm_lx7_swiglu:
 .Lsw_loop:
 	lsi	f14, a2, 0		/* val */
 	neg.s	f0, f14			/* -val */
-	expf_core .Lsw_slow, .Lsw_tiny, .Lsw_lowk, .Lsw_kdone
+	expf_core .Lsw_slow, .Lsw_tiny, .Lsw_lowk, .Lsw_kdone, 0, 2
 .Lsw_exp_done:
 	const.s	f5, 1
 	add.s	f5, f5, f8		/* b = 1 + expf(-val) */
@@ -370,7 +398,7 @@ esp_llm_lx7_swiglu:
 .Lsw_ret:
 	retw
 
-	expf_lowk .Lsw_lowk, .Lsw_kdone
+	expf_lowk .Lsw_lowk, .Lsw_kdone, .Lsw_exp_done, 0, 2
 .Lsw_tiny:
 	const.s	f1, 1
 	add.s	f8, f1, f0
