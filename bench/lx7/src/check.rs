@@ -142,6 +142,9 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             if (group / 16) % 2 == 1 && i % 5 != 0 {
                 ngroups += ngroups % 2;
             }
+            if i % 9 == 4 && 64 % group == 0 {
+                ngroups = 64 / group; // rows of 64 (q4.S keeps x in registers)
+            }
             if i % 50 == 7 {
                 ngroups = 2048 / group; // the longest row q4.S takes
             }
@@ -275,8 +278,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     }
     // Instruction counts of the int4 matmul (64 rows of 256 values, aligned): the whole call
     // (x copy included) per group and per multiply-accumulate.
-    for group in [16usize, 32, 64, 128, 48] {
-        let stride = if group == 48 { 384 } else { 256 };
+    for (group, stride) in [(16usize, 256usize), (32, 256), (64, 256), (128, 256), (48, 384), (32, 64), (64, 64)] {
         let rows = 64;
         let ngroups = stride / group;
         let n = crate::with_scratch(|| {

@@ -19,10 +19,12 @@
  * (stride + 32 bytes), so the glue bounds stride.
  *
  * Windowed ABI (entry/retw): out a2, wq a3, ws a4, xq a5, xs a6, rows a7; stride and group
- * are the 7th/8th words at a1+32 and a1+36 after `entry a1, 32`. Registers: a8 ival, a9 group
- * or pair counter, a10 groups (pairs) per row, a11 = 4 (ee.srs.accx shift), a12 x buffer
- * pointer, a13 x buffer, a14 chunks, a15 xs pointer; f4 the row's sum, f0..f2 temporaries.
- * Clobbers ACCX, q0..q7, SAR (4), SAR_BYTE, f0..f4 (caller-saved state).
+ * are the 7th/8th words at a1+32 and a1+36 after `entry a1, 32`. Registers: a5 stride (after
+ * the copy of x), a8 ival, a9 group or pair counter, a10 groups (pairs) per row, a11 = 4
+ * (ee.srs.accx shift), a12 x buffer pointer, a13 x buffer, a14 chunks, a15 xs pointer; f4 the
+ * row's sum, f0..f3 temporaries, f8/f9 xs on the R64 path. q0 weights, q1/q2 their high/low
+ * nibbles, q3/q4 xe/xo, q5..q7 masks (R64: q3..q6 hold all of x).
+ * Clobbers ACCX, q0..q7, SAR (4), SAR_BYTE, f0..f4, f8, f9 (caller-saved state).
  *
  * Unpacking. A 16-byte block of a row (a "chunk": values 0..31, byte j holding values 2j and
  * 2j+1) gives two int8 vectors with no sign extension: H = w AND 0xF0 (lane j = 16 * value
@@ -36,6 +38,9 @@
  *
  * Cost (instructions; a chunk is 6: 1 load, vsl, 2 andq, 2 fused MAC+load; a group's end is
  * 7: zero, srs, float.s, 2 lsip, mul.s, madd.s):
+ *   stride 64 ("R64", stories260K's dim): x stays in registers, each row's weights come in by
+ *     fused loads: 24 per row of two groups of 32 = 0.38 per MAC, 19 per row of one group of
+ *     64 = 0.30 per MAC.
  *   group 32 ("G32"): 13 per group of 32 = 0.41 per MAC (+7 per row).
  *   group 64 ("G64"): 19 per group of 64 = 0.30 per MAC (+7 per row).
  *   other even multiples of 32 ("GE"): 10 + 6*group/32 per group, e.g. 34 per 128 = 0.27.
@@ -122,6 +127,7 @@ esp_llm_lx7_matmul_q4:
 	ee.vst.128.ip	q1, a12, 16
 .Lq4_copy_u_end:
 .Lq4_copied:
+	slli	a5, a14, 5		/* stride (a8 is ival from here on) */
 	/* masks: q5 = 0xF0 in bytes 0..7, q6 in bytes 8..15, q7 in all */
 	movi	a15, 0xf0
 	slli	a8, a15, 8
@@ -139,11 +145,83 @@ esp_llm_lx7_matmul_q4:
 	movi	a11, 4
 	srli	a14, a9, 4		/* c = group / 16 */
 	bbsi	a14, 0, .Lq4_odd
+	movi	a8, 64
+	beq	a5, a8, .Lq4_r64
 	movi	a8, 2
 	beq	a14, a8, .Lq4_g32
 	movi	a8, 4
 	beq	a14, a8, .Lq4_g64
 	j	.Lq4_ge
+
+/* ---- R64: stride 64 (groups of 32 or 64), x kept in q3..q6, xs in f8/f9 ----
+ * Each row's last fused MAC loads the next row's first chunk into q0; the last row runs after
+ * the loop with a plain MAC, so nothing past the end of wq is read. */
+	.macro	r64chunk xe, xo, last
+	ee.vsl.32	q2, q0
+	ee.andq	q1, q0, q7
+	ee.andq	q2, q2, q7
+	.ifeq	\last
+	ee.vmulas.s8.accx.ld.ip	q0, a3, 16, q2, \xe
+	.else
+	ee.vmulas.s8.accx	q2, \xe
+	.endif
+	ee.vmulas.s8.accx	q1, \xo
+	.endm
+
+	.macro	r64g32row last
+	ee.zero.accx
+	r64chunk	q3, q4, 0
+	ee.srs.accx	a8, a11, 0
+	ee.zero.accx
+	r64chunk	q5, q6, \last
+	ee.srs.accx	a10, a11, 0
+	float.s	f0, a8, 0
+	float.s	f1, a10, 0
+	lsip	f2, a4, 4
+	lsip	f3, a4, 4
+	mul.s	f0, f0, f2
+	mul.s	f1, f1, f3
+	const.s	f4, 0
+	madd.s	f4, f0, f8
+	madd.s	f4, f1, f9
+	ssip	f4, a2, 4
+	.endm
+
+	.macro	r64g64row last
+	ee.zero.accx
+	r64chunk	q3, q4, 0
+	r64chunk	q5, q6, \last
+	ee.srs.accx	a8, a11, 0
+	float.s	f0, a8, 0
+	lsip	f2, a4, 4
+	mul.s	f0, f0, f2
+	const.s	f4, 0
+	madd.s	f4, f0, f8
+	ssip	f4, a2, 4
+	.endm
+
+.Lq4_r64:
+	mov	a12, a13
+	ee.vld.128.ip	q3, a12, 16	/* xe of values 0..31 */
+	ee.vld.128.ip	q4, a12, 16	/* xo */
+	ee.vld.128.ip	q5, a12, 16	/* xe of values 32..63 */
+	ee.vld.128.ip	q6, a12, 0	/* xo */
+	ee.vld.128.ip	q0, a3, 16	/* row 0, values 0..31 */
+	lsi	f8, a6, 0
+	addi	a9, a7, -1
+	bnei	a14, 2, .Lq4_r64g64
+	lsi	f9, a6, 4
+	loopnez	a9, .Lq4_r64g32_end
+	r64g32row	0
+.Lq4_r64g32_end:
+	r64g32row	1
+	retw
+.Lq4_r64g64:
+	loopnez	a9, .Lq4_r64g64_end
+	r64g64row	0
+.Lq4_r64g64_end:
+	r64g64row	1
+	retw
 
 /* ---- G32: one chunk per group, zero-overhead loop over the groups ---- */
 .Lq4_g32:
