@@ -60,8 +60,8 @@ pub extern "C" fn esp_llm_lx7_expf_slow(bits: u32) -> u32 {
 /// The longest int8 input row copied to an aligned buffer (stories110M's hidden_dim).
 const ALIGNED_ROW: usize = 2048;
 
-/// The longest int4 row q4.S takes: it copies x to its stack (stride + 32 bytes), as much as
-/// the int8 path's aligned copy above.
+/// The longest int4 row q4.S takes: it copies x to its stack (stride + 32..47 bytes), about as
+/// much as the int8 path's aligned copy ([`ALIGNED_ROW`]).
 const Q4_STACK_ROW: usize = 2048;
 
 /// A 16-byte aligned row of int8 inputs.
@@ -252,8 +252,8 @@ impl Kernels for Lx7 {
         // multiple of 16 dividing the stride. With stride a multiple of 32 and `wq` 16-byte
         // aligned (checked above) every row is whole aligned 16-byte blocks, which is all the
         // kernel loads of `wq`; `xq` is read in aligned blocks holding its bytes only, and
-        // copied to at most Q4_STACK_ROW + 32 bytes of the kernel's stack. It writes out.len()
-        // floats.
+        // copied to the kernel's own stack (stride + 32..47 bytes, stride <= Q4_STACK_ROW
+        // checked above). It writes out.len() floats.
         unsafe {
             esp_llm_lx7_matmul_q4(
                 out.as_mut_ptr(),

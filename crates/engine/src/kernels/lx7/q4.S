@@ -16,7 +16,7 @@
  * Preconditions (checked by the Rust glue, kernels/lx7.rs): rows >= 0; stride > 0 a multiple
  * of 32 (so every row's stride/2 bytes are whole 16-byte blocks); group a multiple of 16
  * dividing stride; wq 16-byte aligned. xq may have any alignment. The stack holds a copy of x
- * (stride + 32 bytes), so the glue bounds stride.
+ * (the frame grows by stride + 32..47 bytes, 16-aligned), so the glue bounds stride.
  *
  * Windowed ABI (entry/retw): out a2, wq a3, ws a4, xq a5, xs a6, rows a7; stride and group
  * are the 7th/8th words at a1+32 and a1+36 after `entry a1, 32`. Registers: a5 stride (after
