@@ -1,6 +1,7 @@
 //! Kernel checks in the emulator: every kernel of the set under test against the scalar twin,
 //! bit for bit, on pseudo-random shapes (odd lengths, tails, every group size an int8 matrix
-//! can have, aligned and unaligned rows) and values (including the int8 extremes).
+//! or int4 matrix can have, aligned and unaligned rows) and values (including the int8 and
+//! int4 extremes).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -127,6 +128,55 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             );
         }
     }
+    // int4: 400 shapes. The group sizes an int4 matrix can have (multiples of 16, q4.S's
+    // paths: 16, 32, 64, other even and odd multiples) and even ones below 16 (the scalar
+    // fallback); strides mostly a multiple of 32 (rows of whole 16-byte blocks), some not;
+    // x at every offset from a 16-byte boundary, weights now and then misaligned (fallback);
+    // nibbles and bytes at their extremes (-8, 7; -128, 127).
+    let groups4 = [16usize, 32, 64, 48, 96, 128, 80, 16, 32, 64, 2, 4, 8, 12];
+    for i in 0..400 {
+        let (ok, rows, stride, group, skew) = crate::with_scratch(|| {
+            let group = groups4[i % groups4.len()];
+            let mut ngroups = 1 + rng.below(if group >= 64 { 4 } else { 8 }) as usize;
+            // Whole 16-byte rows need stride % 32 == 0: an even count of odd multiples of 16.
+            if (group / 16) % 2 == 1 && i % 5 != 0 {
+                ngroups += ngroups % 2;
+            }
+            if i % 9 == 4 && 64 % group == 0 {
+                ngroups = 64 / group; // rows of 64 (q4.S keeps x in registers)
+            }
+            if i % 50 == 7 {
+                ngroups = 2048 / group; // the longest row q4.S takes
+            }
+            let stride = group * ngroups;
+            let rows = 1 + rng.below(if i % 7 == 0 { 33 } else { 9 }) as usize;
+            let skew = if rng.below(6) == 0 { 1 + rng.below(15) as usize } else { 0 };
+            let wq = Buf::new(rows * stride / 2, skew, || match rng.below(8) {
+                0 => [0x88u8, 0x77, 0x87, 0x78][rng.below(4) as usize],
+                _ => (rng.next() >> 8) as u8,
+            });
+            let xq = Buf::new(stride, if i % 2 == 0 { 0 } else { rng.below(16) as usize }, || {
+                rng.i8()
+            });
+            let ws = Buf::new(rows * ngroups, 0, || rng.f32() * 0.01);
+            let xs = Buf::new(ngroups, 0, || rng.f32() * 0.01);
+            let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
+            let args =
+                (wq.get(rows * stride / 2), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
+            Scalar.matmul_q4(&mut a, args.0, args.1, args.2, args.3, group);
+            k.matmul_q4(&mut b, args.0, args.1, args.2, args.3, group);
+            (same_f32(&a, &b), rows, stride, group, skew)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(
+                c,
+                "kernel_check: matmul_q4 rows {rows} stride {stride} group {group} skew {skew}: differs"
+            );
+        }
+    }
     // Activation quantization: vectors of 1..300 values (some shorter than the padded row),
     // groups as above, with zeros, tiny and huge values and whole zero groups.
     for i in 0..200 {
@@ -231,6 +281,33 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
         } else if total - passed == 1 {
             let _ = writeln!(c, "kernel_check: swiglu n {n}: differs");
         }
+    }
+    // Instruction counts of the int4 matmul (64 rows of 256 values, aligned): the whole call
+    // (x copy included) per group and per multiply-accumulate.
+    for (group, stride) in [(16usize, 256usize), (32, 256), (64, 256), (128, 256), (48, 384), (32, 64), (64, 64)] {
+        let rows = 64;
+        let ngroups = stride / group;
+        let n = crate::with_scratch(|| {
+            let wq = Buf::new(rows * stride / 2, 0, || (rng.next() >> 8) as u8);
+            let xq = Buf::new(stride, 0, || rng.i8());
+            let ws = Buf::new(rows * ngroups, 0, || rng.f32());
+            let xs = Buf::new(ngroups, 0, || rng.f32());
+            let mut out = vec![0f32; rows];
+            let args =
+                (wq.get(rows * stride / 2), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
+            let t = crate::icount();
+            k.matmul_q4(&mut out, args.0, args.1, args.2, args.3, group);
+            crate::icount().wrapping_sub(t)
+        });
+        let macs = (rows * stride) as u32;
+        let _ = writeln!(
+            c,
+            "kernel_count: matmul_q4 rows {rows} stride {stride} group {group}: {n} instructions, {}.{:02} per group, {}.{:03} per MAC",
+            n / (rows * ngroups) as u32,
+            n % (rows * ngroups) as u32 * 100 / (rows * ngroups) as u32,
+            n / macs,
+            n % macs * 1000 / macs,
+        );
     }
     let _ = writeln!(c, "kernel_check: {passed}/{total} shapes bit-exact (kernels {})", k.name());
     passed == total

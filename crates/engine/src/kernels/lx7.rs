@@ -1,5 +1,5 @@
-//! ESP32-S3 (Xtensa LX7) kernels in assembly: the int8 matmul on the PIE vector unit and the
-//! f32 matmul on the FPU (`lx7/*.S`), bit-identical to [`Scalar`](super::Scalar).
+//! ESP32-S3 (Xtensa LX7) kernels in assembly: the int8 and int4 matmuls on the PIE vector unit
+//! and the f32 matmul on the FPU (`lx7/*.S`), bit-identical to [`Scalar`](super::Scalar).
 //!
 //! The assembly keeps the scalar kernels' arithmetic exactly: the int8 group sums are exact
 //! integers (any order gives the same i32), each group's update is `mul.s` then one fused
@@ -7,14 +7,16 @@
 //! f32 rows are summed left to right with separate `mul.s` and `add.s`. The PIE fast path needs
 //! the device bundle's layout (16-byte aligned rows padded to a multiple of 16, groups of 16 or
 //! more); other layouts (llama2.c's group-4 files) take the kernels' general path, still exact.
-//! The kernel checks in `bench/lx7` compare them with [`Scalar`](super::Scalar) on 1400 shapes in
-//! the emulator; instruction counts are in docs/performance.md (LX7 section).
+//! The int4 kernel (`q4.S`) takes the bundle's layout only (rows of whole aligned 16-byte blocks,
+//! groups a multiple of 16); other shapes go to [`Scalar`](super::Scalar).
+//! The kernel checks in `bench/lx7` compare them with [`Scalar`](super::Scalar) on 1800 matmul
+//! shapes in the emulator; instruction counts are in docs/performance.md (LX7 section).
 //!
 //! Linking: `build.rs` assembles the `.S` files for Xtensa targets when this feature is on
 //! (Espressif's `xtensa-esp32s3-elf-gcc` through the `cc` crate), unless
 //! `ESP_LLM_LX7_ASM=external` (bench/lx7 assembles them with GNU `as` itself).
 
-use super::{f32_shapes_ok, q8_shapes_ok, Kernels, Math, Scalar};
+use super::{f32_shapes_ok, q4_shapes_ok, q8_shapes_ok, Kernels, Math, Scalar};
 
 extern "C" {
     fn esp_llm_lx7_scores8(att: *mut f32, q: *const f32, keys: *const f32, n: u32, kv_dim: u32);
@@ -35,6 +37,17 @@ extern "C" {
         stride: u32,
         group: u32,
     );
+    #[allow(clippy::too_many_arguments)]
+    fn esp_llm_lx7_matmul_q4(
+        out: *mut f32,
+        wq: *const u8,
+        ws: *const f32,
+        xq: *const i8,
+        xs: *const f32,
+        rows: u32,
+        stride: u32,
+        group: u32,
+    );
 }
 
 /// `expf` for the arguments exp.S leaves to Rust (|x| >= 87.34, infinities, NaN): the portable
@@ -46,6 +59,10 @@ pub extern "C" fn esp_llm_lx7_expf_slow(bits: u32) -> u32 {
 
 /// The longest int8 input row copied to an aligned buffer (stories110M's hidden_dim).
 const ALIGNED_ROW: usize = 2048;
+
+/// The longest int4 row q4.S takes: it copies x to its stack (stride + 32..47 bytes), about as
+/// much as the int8 path's aligned copy ([`ALIGNED_ROW`]).
+const Q4_STACK_ROW: usize = 2048;
 
 /// A 16-byte aligned row of int8 inputs.
 #[repr(C, align(16))]
@@ -207,6 +224,45 @@ impl Kernels for Lx7 {
                 xs.as_ptr(),
                 out.len() as u32,
                 xq.len() as u32,
+                group as u32,
+            )
+        }
+    }
+
+    fn matmul_q4(
+        &self,
+        out: &mut [f32],
+        wq: &[u8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        let stride = xq.len();
+        if !q4_shapes_ok(out, wq, ws, xq, xs, group)
+            || !stride.is_multiple_of(32)
+            || stride > Q4_STACK_ROW
+            || !(wq.as_ptr() as usize).is_multiple_of(16)
+            || out.len() > u32::MAX as usize
+        {
+            return Scalar.matmul_q4(out, wq, ws, xq, xs, group);
+        }
+        // SAFETY: `q4_shapes_ok` checked the lengths: out.len() rows of stride / 2 packed bytes
+        // and stride / group scales each, one input scale per group, a group that is a
+        // multiple of 16 dividing the stride. With stride a multiple of 32 and `wq` 16-byte
+        // aligned (checked above) every row is whole aligned 16-byte blocks, which is all the
+        // kernel loads of `wq`; `xq` is read in aligned blocks holding its bytes only, and
+        // copied to the kernel's own stack (stride + 32..47 bytes, stride <= Q4_STACK_ROW
+        // checked above). It writes out.len() floats.
+        unsafe {
+            esp_llm_lx7_matmul_q4(
+                out.as_mut_ptr(),
+                wq.as_ptr(),
+                ws.as_ptr(),
+                xq.as_ptr(),
+                xs.as_ptr(),
+                out.len() as u32,
+                stride as u32,
                 group as u32,
             )
         }

@@ -154,7 +154,10 @@ fn q8_shapes_ok(out: &[f32], wq: &[i8], ws: &[f32], xq: &[i8], xs: &[f32], group
 
 /// The lengths the int4 SIMD kernels rely on: a group that is a multiple of 16 dividing a
 /// non-empty row, enough packed weights (`stride / 2` bytes per row), scales and input scales.
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "xtensa")),
+    allow(dead_code)
+)]
 fn q4_shapes_ok(out: &[f32], wq: &[u8], ws: &[f32], xq: &[i8], xs: &[f32], group: usize) -> bool {
     let stride = xq.len();
     if group == 0 || !group.is_multiple_of(16) || stride == 0 || !stride.is_multiple_of(group) {
