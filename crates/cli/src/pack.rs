@@ -47,12 +47,13 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let loaded = setup::load(a.model.as_deref(), a.tokenizer.as_deref())?;
-    let ck = Checkpoint::parse(&loaded.model)?;
-    let tok_bytes = loaded.tokenizer_bytes();
+    let model = setup::open(a.model.as_deref())?;
+    let ck = model.parse()?;
+    let tok_file = model.tokenizer(&ck, a.tokenizer.as_deref())?;
+    let tok_bytes = tok_file.bytes();
     // Fail now rather than on the board if the tokenizer does not fit the model.
     esp_llm_engine::Tokenizer::from_bytes(tok_bytes, ck.config.vocab_size)
-        .with_context(|| loaded.tokenizer_name())?;
+        .with_context(|| tok_file.name())?;
     let source_int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
     let source_quantized = !matches!(ck.weights.token_embedding, Matrix::F32 { .. });
     let q4 = a.q4_group.unwrap_or(bundle::DEFAULT_Q4_GROUP);
@@ -68,7 +69,7 @@ pub fn main(a: Args) -> Result<()> {
         (None, true) => Quant::Keep,
         (None, false) => Quant::F32,
     };
-    let source_len = loaded.model.len();
+    let source_len = model.blob.len();
     let (quant, bytes, packed) = match &a.fit {
         None => {
             let (b, p) = packing::pack(&ck, tok_bytes, quant, source_len)?;
