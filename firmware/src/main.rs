@@ -35,7 +35,7 @@ use esp_hal::uart::{self, Uart};
 use esp_llm_board::command::{self, Command, Settings, HELP};
 use esp_llm_board::line::{Event as LineEvent, LineAssembler, CTRL_C};
 use esp_llm_board::plan;
-use esp_llm_board::summary::{Summary, INTERRUPTED, PROMPT};
+use esp_llm_board::summary::{Banner, Summary, INTERRUPTED, PROMPT, READY};
 use esp_llm_engine::parallel::{Serial, Workers};
 use esp_llm_engine::{
     kernels, Event, Format, Generator, Numerics, Options, Sampler, Tokenizer, Transformer,
@@ -109,7 +109,7 @@ fn main() -> ! {
         esp_hal::usb::usb_serial_jtag::UsbSerialJtag::new(p.USB_DEVICE),
     );
 
-    let _ = write!(con.out(Port::Uart), "\nesp-llm on {CHIP}\n");
+    let _ = write!(con.out(Port::Uart), "{}", Banner(CHIP));
     #[cfg(feature = "display")]
     let lcd = match display::Lcd::new(p.SPI2, crate::lcd_pins!(p)) {
         Ok(lcd) => Some(lcd),
@@ -155,7 +155,7 @@ fn main() -> ! {
     if let Some(m) = &model {
         let _ = write!(con.out(Port::Uart), "{}", ModelLine(m));
     }
-    let _ = write!(con.out(Port::Uart), "type a prompt, or /help\n> ");
+    let _ = write!(con.out(Port::Uart), "{READY}{PROMPT}");
 
     let mut repl = Repl {
         settings: Settings::default(),

@@ -3,7 +3,9 @@
 //! N counts forward passes (prompt positions included, as llama2.c's `run` counts them), M is
 //! wall time in whole milliseconds, and the rate is computed from microseconds so that short
 //! runs still get a meaningful figure. [`Reported::parse`] reads the line back (`esp-llm chat`),
-//! so printing and parsing live side by side and are tested against each other.
+//! so printing and parsing live side by side and are tested against each other. The REPL's
+//! other fixed output that clients and tests read is here too: the boot lines ([`Banner`],
+//! [`READY`]), the [`PROMPT`] and the Ctrl-C line ([`INTERRUPTED`]).
 
 use core::fmt;
 
@@ -36,6 +38,19 @@ impl fmt::Display for Summary {
 
 /// The prompt the REPL prints when it waits for a line (at the start of a line).
 pub const PROMPT: &str = "> ";
+
+/// The first line the board prints at boot, with the chip's name: `\nesp-llm on esp32c3\n`
+/// (the line break first, so that it starts a line after whatever the boot ROM printed).
+pub struct Banner<'a>(pub &'a str);
+
+impl fmt::Display for Banner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "\nesp-llm on {}", self.0)
+    }
+}
+
+/// The line that ends the boot messages (model, errors), before the first [`PROMPT`].
+pub const READY: &str = "type a prompt, or /help\n";
 
 /// The line printed when Ctrl-C (the byte [`CTRL_C`]) stopped a story, before its summary.
 pub const INTERRUPTED: &str = "^C";
@@ -91,6 +106,13 @@ mod tests {
             "3 tokens in 0 ms (3003.00 tok/s)"
         );
         assert_eq!(Summary { tokens: 0, micros: 0 }.to_string(), "0 tokens in 0 ms (- tok/s)");
+    }
+
+    #[test]
+    fn the_boot_lines_are_the_firmwares() {
+        // The bytes the firmware printed before they were defined here.
+        let boot = std::format!("{}{READY}{PROMPT}", Banner("esp32c3"));
+        assert_eq!(boot, "\nesp-llm on esp32c3\ntype a prompt, or /help\n> ");
     }
 
     #[test]

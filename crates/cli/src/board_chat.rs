@@ -3,6 +3,7 @@
 use crate::port;
 use crate::repl_client::Repl;
 use anyhow::{Context, Result};
+use esp_llm_board::summary::PROMPT;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,7 +107,8 @@ fn interactive(mut repl: Repl) -> Result<()> {
     let stdin = std::io::stdin();
     let mut line = String::new();
     loop {
-        print!("> ");
+        // The board's prompt, which read_until_prompt consumed, shown in its place.
+        print!("{PROMPT}");
         std::io::stdout().flush()?;
         line.clear();
         if stdin.lock().read_line(&mut line)? == 0 {

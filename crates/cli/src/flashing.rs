@@ -6,15 +6,13 @@
 use crate::device::{self, After};
 use crate::files;
 use crate::layout::{parse_flash_size, FlashSizeArg};
-use crate::pack::QuantArg;
+use crate::packing::{self, QuantArg, Target};
 use crate::port;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context, Result};
 use esp_idf_part::PartitionTable;
-use esp_llm_board::plan;
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::model::Matrix;
-use esp_llm_engine::Needs;
 use esp_llm_engine::{Checkpoint, Tokenizer};
 use espflash::flasher::{FlashData, FlashSettings};
 use espflash::image_format::idf::IdfBootloaderFormat;
@@ -180,14 +178,11 @@ pub fn model_bundle(
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
     let chip = crate::setup::chip(&r.chip_name)?;
-    let fits = |b: &[u8]| -> Result<plan::Plan> {
-        let ck = Checkpoint::parse(b)?;
-        let needs = Needs::of(&ck.config, &ck.weights)?;
-        Ok(plan::plan(&needs, ck.config.seq_len, chip, chip.psram, r.model_size as usize, b.len())?)
-    };
-    let bytes = if bundle::is_bundle(&bytes) {
+    let target = Target { chip, psram: chip.psram, partition: r.model_size as usize };
+    // A layout chosen from the checkpoint comes with its plan, made once when it was chosen.
+    let (bytes, planned) = if bundle::is_bundle(&bytes) {
         bundle::verify(&bytes).with_context(|| format!("{}", path.display()))?;
-        bytes
+        (bytes, None)
     } else {
         let ck = Checkpoint::parse(&bytes).with_context(|| format!("{}", path.display()))?;
         let tok_path = match tokenizer {
@@ -198,79 +193,50 @@ pub fn model_bundle(
             .with_context(|| format!("cannot read tokenizer {}", tok_path.display()))?;
         Tokenizer::from_bytes(&tok, ck.config.vocab_size)
             .with_context(|| format!("{}", tok_path.display()))?;
-        let int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
-        let mixed = Quant::Mixed {
-            embedding: bundle::Precision::Q4(96),
-            layers: bundle::Precision::Q8(None),
-        };
-        let mut candidates: Vec<(Quant, &str)> = match quant {
-            Some(QuantArg::F32) => vec![(Quant::F32, "f32")],
-            Some(QuantArg::Q8) => vec![(Quant::Q8(None), "int8")],
-            Some(QuantArg::Q4) => vec![(Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")],
-            Some(QuantArg::Mixed) => vec![(mixed, "int4/int8 mixed")],
-            // An int8 source keeps its own groups; an f32 one may stay f32 or become int8; int4
-            // layouts only when nothing larger fits the partition (see below).
-            None if int8 => vec![(Quant::Q8(None), "int8")],
-            None => vec![(Quant::F32, "f32"), (Quant::Q8(None), "int8")],
-        };
-        // A model that fits no int8 layout gets the int4 ones `pack --fit` would try.
-        let fits_int8 = candidates.iter().any(|(q, _)| {
-            bundle::packed_len(&ck, tok.len(), *q).is_ok_and(|n| n <= r.model_size as usize)
-        });
-        if quant.is_none() && !fits_int8 {
-            candidates =
-                vec![(mixed, "int4/int8 mixed"), (Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")];
-        }
-        // Pack each candidate and keep the one the plan says is fastest (f32 on a tie).
-        let mut best: Option<(Vec<u8>, &str, f64)> = None;
-        for (q, name) in candidates {
-            let (b, _) = crate::pack::pack(&ck, &tok, q, bytes.len())?;
-            if b.len() > r.model_size as usize {
-                continue;
-            }
-            if let Ok(p) = fits(&b) {
-                if best.as_ref().is_none_or(|(_, _, t)| p.tok_per_s > *t) {
-                    best = Some((b, name, p.tok_per_s));
-                }
-            } else if best.is_none() && quant.is_some() {
-                best = Some((b, name, 0.0));
-            }
-        }
-        match best {
-            Some((b, name, _)) => {
+        match packing::fastest(&ck, &tok, bytes.len(), quant, target)? {
+            Some((chosen, name)) => {
                 eprintln!(
                     "packed {} as an {name} bundle of {} ({}for {})",
                     path.display(),
-                    human(b.len()),
+                    human(chosen.bytes.len()),
                     if quant.is_some() { "as asked, " } else { "the plan's fastest " },
                     r.chip_name
                 );
-                b
+                (chosen.bytes, Some(chosen.plan))
             }
             // Nothing fit: pack as asked (or as the source is) so the errors below say why.
             None => {
+                let int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
                 let q =
                     if int8 || quant == Some(QuantArg::Q8) { Quant::Q8(None) } else { Quant::F32 };
-                crate::pack::pack(&ck, &tok, q, bytes.len())?.0
+                (packing::pack(&ck, &tok, q, bytes.len())?.0, None)
             }
         }
     };
-    if bytes.len() > r.model_size as usize {
-        let ck = Checkpoint::parse(&bytes)?;
-        let f32_weights = !matches!(ck.weights.token_embedding, Matrix::Q8(_));
-        bail!(
-            "the model bundle is {} ({} bytes) but the 'model' partition holds {}; {}",
-            human(bytes.len()),
-            bytes.len(),
-            human(r.model_size as usize),
-            if f32_weights {
-                "use an int8 bundle (esp-llm pack --quant q8), a smaller model or a bigger flash layout (--flash-size)"
-            } else {
-                "use a smaller model or a bigger flash layout (--flash-size)"
+    let plan = match planned {
+        Some(plan) => plan,
+        None => {
+            let parsed = Checkpoint::parse(&bytes);
+            if bytes.len() > r.model_size as usize {
+                let f32_weights = !matches!(parsed?.weights.token_embedding, Matrix::Q8(_));
+                bail!(
+                    "the model bundle is {} ({} bytes) but the 'model' partition holds {}; {}",
+                    human(bytes.len()),
+                    bytes.len(),
+                    human(r.model_size as usize),
+                    if f32_weights {
+                        "use an int8 bundle (esp-llm pack --quant q8), a smaller model or a bigger flash layout (--flash-size)"
+                    } else {
+                        "use a smaller model or a bigger flash layout (--flash-size)"
+                    }
+                );
             }
-        );
-    }
-    fits(&bytes).with_context(|| {
+            parsed
+                .map_err(anyhow::Error::from)
+                .and_then(|ck| packing::plan_parsed(&ck, bytes.len(), target))
+        }
+    };
+    plan.with_context(|| {
         format!("the plan says this model cannot run on {} (see esp-llm plan)", r.chip_name)
     })?;
     Ok(bytes)

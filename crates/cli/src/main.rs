@@ -20,6 +20,7 @@ mod inspect;
 mod layout;
 mod monitor;
 mod pack;
+mod packing;
 mod plan;
 mod port;
 mod preview;

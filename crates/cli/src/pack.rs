@@ -1,28 +1,13 @@
 //! `esp-llm pack`: one file to flash, holding config, tokenizer and aligned tensors with a CRC.
 
-use crate::setup::{self, tensor_progress};
+use crate::packing::{self, describe, Candidate, QuantArg, Target};
+use crate::setup;
 use crate::units::human;
 use anyhow::{bail, Context, Result};
-use esp_llm_board::plan;
 use esp_llm_engine::checkpoint::bundle::{self, PackedTensor, Precision, Quant};
 use esp_llm_engine::model::Matrix;
 use esp_llm_engine::Checkpoint;
-use esp_llm_engine::Needs;
 use std::path::PathBuf;
-
-/// Weight storage in the bundle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum QuantArg {
-    /// 32-bit floats.
-    F32,
-    /// Int8 with per-group f32 scales (group: -g).
-    Q8,
-    /// Int4, two per byte, with per-group f32 scales (group: --q4-group).
-    Q4,
-    /// Int4 token embedding and classifier (--q4-group), int8 layers (-g): the big vocabulary
-    /// tables shrink to a quarter of f32's eighth, the layers keep int8's quality.
-    Mixed,
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,70 +46,14 @@ pub struct Args {
     pub output: PathBuf,
 }
 
-/// The layouts `--fit` tries, best measured quality first (docs/bundle.md, "Quality").
-pub fn fit_candidates() -> Vec<Quant> {
-    // Groups of 96 divide the 288/768 rows of stories15M and 512/1376's multiples of 32 of the
-    // larger shapes without padding; 64 and 128 pad 288-value rows to 320 and 384.
-    let (q4, q8) = (Precision::Q4, |g| Precision::Q8(Some(g)));
-    vec![
-        Quant::F32,
-        Quant::Q8(Some(32)),
-        Quant::Mixed { embedding: q4(32), layers: q8(32) },
-        Quant::Mixed { embedding: q4(96), layers: q8(32) },
-        Quant::Mixed { embedding: q4(96), layers: q8(96) },
-        Quant::Mixed { embedding: q4(128), layers: q8(128) },
-        Quant::Q4(32),
-        Quant::Q4(96),
-        Quant::Q4(128),
-    ]
-}
-
-/// How a layout reads in the output.
-pub fn describe(q: Quant, source_int8: bool) -> String {
-    let p = |p: Precision| match p {
-        Precision::F32 => "f32".to_string(),
-        Precision::Q8(Some(g)) => format!("int8 g{g}"),
-        Precision::Q8(None) if source_int8 => "int8 (source groups)".to_string(),
-        Precision::Q8(None) => format!("int8 g{}", bundle::DEFAULT_GROUP),
-        Precision::Q4(g) => format!("int4 g{g}"),
-        Precision::Keep => "as the source".to_string(),
-    };
-    match q {
-        Quant::F32 => "f32".to_string(),
-        Quant::Q8(g) => p(Precision::Q8(g)),
-        Quant::Q4(g) => p(Precision::Q4(g)),
-        Quant::Mixed { embedding, layers } => {
-            format!("mixed: embedding/classifier {}, layers {}", p(embedding), p(layers))
-        }
-        Quant::Keep => "as the source".to_string(),
-    }
-}
-
-/// Packs a parsed checkpoint and its tokenizer into a bundle, with a progress bar for big
-/// models (`source_len`: the checkpoint's size in bytes). `pack` and `flash --model` both use it.
-pub fn pack(
-    ck: &Checkpoint<'_>,
-    tokenizer: &[u8],
-    quant: Quant,
-    source_len: usize,
-) -> Result<(Vec<u8>, Vec<PackedTensor>)> {
-    let n = ck.weights.layers.len() * 9 + 3;
-    let pb = tensor_progress(n, source_len);
-    let packed = bundle::pack(ck, tokenizer, quant, &mut |name| {
-        pb.set_message(name);
-        pb.inc(1);
-    })?;
-    pb.finish_and_clear();
-    Ok(packed)
-}
-
 pub fn main(a: Args) -> Result<()> {
-    let loaded = setup::load(a.model.as_deref(), a.tokenizer.as_deref())?;
-    let ck = Checkpoint::parse(&loaded.model)?;
-    let tok_bytes = loaded.tokenizer_bytes();
+    let model = setup::open(a.model.as_deref())?;
+    let ck = model.parse()?;
+    let tok_file = model.tokenizer(&ck, a.tokenizer.as_deref())?;
+    let tok_bytes = tok_file.bytes();
     // Fail now rather than on the board if the tokenizer does not fit the model.
     esp_llm_engine::Tokenizer::from_bytes(tok_bytes, ck.config.vocab_size)
-        .with_context(|| loaded.tokenizer_name())?;
+        .with_context(|| tok_file.name())?;
     let source_int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
     let source_quantized = !matches!(ck.weights.token_embedding, Matrix::F32 { .. });
     let q4 = a.q4_group.unwrap_or(bundle::DEFAULT_Q4_GROUP);
@@ -140,14 +69,13 @@ pub fn main(a: Args) -> Result<()> {
         (None, true) => Quant::Keep,
         (None, false) => Quant::F32,
     };
-    let source_len = loaded.model.len();
-    let pack = |quant: Quant| pack(&ck, tok_bytes, quant, source_len);
+    let source_len = model.blob.len();
     let (quant, bytes, packed) = match &a.fit {
         None => {
-            let (b, p) = pack(quant)?;
+            let (b, p) = packing::pack(&ck, tok_bytes, quant, source_len)?;
             (quant, b, p)
         }
-        Some(chip_name) => fit(&a, chip_name, &ck, tok_bytes.len(), source_int8, pack)?,
+        Some(chip_name) => fit(&a, chip_name, &ck, tok_bytes, source_len, source_int8)?,
     };
     std::fs::write(&a.output, &bytes)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
@@ -201,55 +129,40 @@ fn fit(
     a: &Args,
     chip_name: &str,
     ck: &Checkpoint<'_>,
-    tokenizer_len: usize,
+    tokenizer: &[u8],
+    source_len: usize,
     source_int8: bool,
-    pack: impl Fn(Quant) -> Result<(Vec<u8>, Vec<PackedTensor>)>,
 ) -> Result<Packed> {
     let chip = crate::setup::chip(chip_name)?;
     let psram = a.psram.unwrap_or(chip.psram);
     let flash = a.flash.unwrap_or(chip.flash);
     let partition = crate::layout::model_partition(flash);
-    let mut tried = Vec::new();
-    for q in fit_candidates() {
-        let len = bundle::packed_len(ck, tokenizer_len, q)?;
-        if len > partition {
-            tried.push(format!(
-                "{}: {} > partition {}",
-                describe(q, source_int8),
-                human(len),
-                human(partition)
-            ));
-            continue;
+    let target = Target { chip, psram, partition };
+    let (chosen, skipped) = packing::best_quality(ck, tokenizer, source_len, target)?;
+    let skipped: Vec<String> =
+        skipped.iter().map(|(q, why)| format!("{}: {why}", describe(*q, source_int8))).collect();
+    if let Some(Candidate { quant, bytes, tensors, plan: Ok(p) }) = chosen {
+        outln!(
+            "fit       {} on {} ({} PSRAM, {} flash, model partition {}): {} bundle, ~{:.1} tok/s estimated, context {}",
+            describe(quant, source_int8),
+            chip.name,
+            human(psram),
+            human(flash),
+            human(partition),
+            human(bytes.len()),
+            p.tok_per_s,
+            p.seq_len
+        );
+        for s in &skipped {
+            outln!("  skipped {s}");
         }
-        let (bytes, packed) = pack(q)?;
-        let parsed = Checkpoint::parse(&bytes)?;
-        let needs = Needs::of(&parsed.config, &parsed.weights)?;
-        match plan::plan(&needs, parsed.config.seq_len, chip, psram, partition, bytes.len()) {
-            Ok(p) => {
-                outln!(
-                    "fit       {} on {} ({} PSRAM, {} flash, model partition {}): {} bundle, ~{:.1} tok/s estimated, context {}",
-                    describe(q, source_int8),
-                    chip.name,
-                    human(psram),
-                    human(flash),
-                    human(partition),
-                    human(bytes.len()),
-                    p.tok_per_s,
-                    p.seq_len
-                );
-                for t in &tried {
-                    outln!("  skipped {t}");
-                }
-                return Ok((q, bytes, packed));
-            }
-            Err(e) => tried.push(format!("{}: {e}", describe(q, source_int8))),
-        }
+        return Ok((quant, bytes, tensors));
     }
     bail!(
         "no layout fits {} with {} of flash and {} of PSRAM:\n  {}",
         chip.name,
         human(flash),
         human(psram),
-        tried.join("\n  ")
+        skipped.join("\n  ")
     )
 }

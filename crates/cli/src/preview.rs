@@ -6,15 +6,13 @@
 //! the draws the firmware makes (once per word); the PNG is the last frame. The status line's
 //! tok/s is the planner's estimate for the chip (marked `~`), not the host's speed.
 
-use crate::setup::{load, pick_kernels, resolve_seed, NumericsArg};
+use crate::setup::{open, pick_kernels, resolve_seed, NumericsArg};
 use anyhow::{bail, Context, Result};
 use embedded_graphics::prelude::Size;
 use esp_llm_board::plan;
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::Needs;
-use esp_llm_engine::{
-    Checkpoint, Event, Generator, Math, Numerics, Options, Sampler, Tokenizer, Transformer,
-};
+use esp_llm_engine::{Event, Generator, Math, Numerics, Options, Sampler, Tokenizer, Transformer};
 use esp_llm_screen::{Framebuffer, Screen, Status, LCD2_SIZE};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,23 +79,20 @@ pub fn main(a: Args) -> Result<()> {
         bail!("--scale {}: must be 1 to 16", a.scale);
     }
     let chip = crate::setup::chip(&a.chip)?;
-    let loaded = load(a.model.as_deref(), a.tokenizer.as_deref())?;
-    let ck = Checkpoint::parse(&loaded.model)?;
+    let model = open(a.model.as_deref())?;
+    let ck = model.parse()?;
+    let tok_file = model.tokenizer(&ck, a.tokenizer.as_deref())?;
     let config = ck.config;
-    let tokenizer = Tokenizer::from_bytes(loaded.tokenizer_bytes(), config.vocab_size)
-        .with_context(|| loaded.tokenizer_name())?;
+    let tokenizer = Tokenizer::from_bytes(tok_file.bytes(), config.vocab_size)
+        .with_context(|| tok_file.name())?;
 
     // The board's context cap, numerics and speed, as `esp-llm plan` works them out.
     let needs = Needs::of(&config, &ck.weights)?;
     let partition = crate::layout::model_partition(chip.flash);
-    let board = plan::plan(&needs, config.seq_len, chip, chip.psram, partition, loaded.model.len())
+    let board = plan::plan(&needs, config.seq_len, chip, chip.psram, partition, model.blob.len())
         .with_context(|| {
-            format!(
-                "{} cannot run on {} (see `esp-llm plan`)",
-                loaded.model_path.display(),
-                chip.name
-            )
-        })?;
+        format!("{} cannot run on {} (see `esp-llm plan`)", model.path.display(), chip.name)
+    })?;
     let numerics = a.numerics.map_or(board.numerics, Numerics::from);
     let threads = match a.threads {
         Some(0) => bail!("--threads must be at least 1"),
@@ -172,7 +167,7 @@ pub fn main(a: Args) -> Result<()> {
         size.width,
         size.height,
         if a.scale > 1 { format!(" at {}x", a.scale) } else { String::new() },
-        loaded.model_path.display(),
+        model.path.display(),
         chip.name,
         status.generated,
         status.pos

@@ -1,12 +1,12 @@
 //! `esp-llm run`: llama2.c's `run` on the host, with the same flags and defaults.
 
-use crate::setup::{check_memory, load, parse_bytes, pick_kernels, resolve_seed, transformer};
+use crate::setup::{check_memory, open, parse_bytes, pick_kernels, resolve_seed, transformer};
 use crate::setup::{LayoutArg, MathArg, NumericsArg};
 use crate::units::human;
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::chat::{self, ChatIo};
 use esp_llm_engine::kernels;
-use esp_llm_engine::{Checkpoint, Event, Generator, Numerics, Sampler, Stop, Tokenizer};
+use esp_llm_engine::{Event, Generator, Numerics, Sampler, Stop, Tokenizer};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -111,12 +111,13 @@ pub fn prompt_tokens(
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let loaded = load(a.model.as_deref(), a.tokenizer.as_deref())?;
-    let ck = Checkpoint::parse(&loaded.model)?;
+    let model = open(a.model.as_deref())?;
+    let ck = model.parse()?;
+    let tok_file = model.tokenizer(&ck, a.tokenizer.as_deref())?;
     let config = ck.config;
     let format = ck.format;
-    let tokenizer = Tokenizer::from_bytes(loaded.tokenizer_bytes(), config.vocab_size)
-        .with_context(|| loaded.tokenizer_name())?;
+    let tokenizer = Tokenizer::from_bytes(tok_file.bytes(), config.vocab_size)
+        .with_context(|| tok_file.name())?;
     let seed = resolve_seed(a.seed);
     let mut sampler = Sampler::new(config.vocab_size, a.temperature, a.topp, seed)?;
     // Memory is counted before anything big is allocated.
@@ -131,8 +132,8 @@ pub fn main(a: Args) -> Result<()> {
     if a.verbose {
         eprintln!(
             "model {} ({format}), tokenizer {}, numerics {}, math {}, kernels {} (available: {}), {} thread(s), prefill batch {}, f32 layout {}, memory: weights {} mapped + {} copied + {} repacked (f32 {}, int8 {}, int8 scales {}), KV cache {}, activations {}",
-            loaded.model_path.display(),
-            loaded.tokenizer_name(),
+            model.path.display(),
+            tok_file.name(),
             t.numerics().name(),
             t.math().name(),
             t.kernels().name(),
@@ -140,7 +141,7 @@ pub fn main(a: Args) -> Result<()> {
             t.worker_count(),
             t.prefill_batch(),
             t.layout().name(),
-            human(loaded.model.len()),
+            human(model.blob.len()),
             human(weights_copied),
             human(t.footprint().repacked),
             human(wb.f32),
@@ -201,8 +202,8 @@ pub fn main(a: Args) -> Result<()> {
     };
     if a.json {
         let out = serde_json::json!({
-            "model": loaded.model_path.display().to_string(),
-            "tokenizer": loaded.tokenizer_name(),
+            "model": model.path.display().to_string(),
+            "tokenizer": tok_file.name(),
             "format": format.to_string(),
             "prompt": prompt,
             "temperature": a.temperature.to_string().parse::<f64>().unwrap_or(f64::NAN),

@@ -1,4 +1,5 @@
-//! What the model commands share: loading a model and its tokenizer (`load`), the
+//! What the model commands share: opening a model, parsing it once and finding its tokenizer
+//! (`open`, `Model::parse`, `Model::tokenizer`), the
 //! `--numerics`/`--math`/`--kernels`/`--threads` choices and the transformer built from them,
 //! the memory check before allocating, seeds, and the progress bar of packing and quantizing.
 //! Commands import this module, never each other.
@@ -174,73 +175,93 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is not a byte count (examples: 4096, 512K, 8M)"))
 }
 
-/// A model file and its tokenizer, mapped.
-pub struct Loaded {
-    pub model_path: PathBuf,
-    pub model: Blob,
-    /// A separate tokenizer file; `None` when the model is a bundle that carries its own.
-    pub tokenizer: TokenizerSource,
+/// A model file, mapped. Its caller parses it once ([`Model::parse`]) and keeps the checkpoint
+/// for everything else, the tokenizer's default included.
+pub struct Model {
+    pub path: PathBuf,
+    pub blob: Blob,
+}
+
+/// Maps the model (the default if `None`).
+pub fn open(model: Option<&Path>) -> Result<Model> {
+    let path = files::resolve_model(model)?;
+    let blob = files::load(&path, "model")?;
+    Ok(Model { path, blob })
+}
+
+impl Model {
+    /// The checkpoint; a bundle is checksum-verified too.
+    pub fn parse(&self) -> Result<Checkpoint<'_>> {
+        let ck =
+            Checkpoint::parse(&self.blob).with_context(|| format!("{}", self.path.display()))?;
+        if bundle::is_bundle(&self.blob) {
+            bundle::verify(&self.blob)
+                .with_context(|| format!("{}: re-pack or re-copy the file", self.path.display()))?;
+        }
+        Ok(ck)
+    }
+
+    /// The tokenizer for `ck` (this model, parsed): the file given, else a bundle's own, else
+    /// the default beside the model.
+    pub fn tokenizer(
+        &self,
+        ck: &Checkpoint<'_>,
+        tokenizer: Option<&Path>,
+    ) -> Result<TokenizerFile<'_>> {
+        if tokenizer.is_none() && bundle::is_bundle(&self.blob) {
+            // The parse checked the header's tokenizer range against the file.
+            let h = bundle::read_header(&self.blob)?;
+            let start = h.tokenizer_offset as usize;
+            let range = start..start + h.tokenizer_len as usize;
+            return Ok(TokenizerFile { model: self, source: TokenizerSource::Bundled(range) });
+        }
+        let path = match tokenizer {
+            Some(t) => t.to_path_buf(),
+            None => files::default_tokenizer(&self.path, ck.config.vocab_size)?,
+        };
+        let tok = files::load(&path, "tokenizer").map_err(|e| {
+            if tokenizer.is_none() {
+                anyhow::anyhow!(
+                    "{e:#} (the default tokenizer sits beside the model; pass one with -z)"
+                )
+            } else {
+                e
+            }
+        })?;
+        Ok(TokenizerFile { model: self, source: TokenizerSource::File(path, tok) })
+    }
+}
+
+/// A model's tokenizer bytes: a separate file, or the part of a bundle that holds them.
+pub struct TokenizerFile<'m> {
+    model: &'m Model,
+    source: TokenizerSource,
 }
 
 /// Where a run's tokenizer bytes are.
-pub enum TokenizerSource {
+enum TokenizerSource {
     /// A separate file.
     File(PathBuf, Blob),
-    /// Inside the bundle, at this byte range of the model file (checked when loaded).
+    /// Inside the bundle, at this byte range of the model file (checked when parsed).
     Bundled(std::ops::Range<usize>),
 }
 
-impl Loaded {
+impl TokenizerFile<'_> {
     /// The tokenizer bytes (from the file, or from inside the bundle).
-    pub fn tokenizer_bytes(&self) -> &[u8] {
-        match &self.tokenizer {
+    pub fn bytes(&self) -> &[u8] {
+        match &self.source {
             TokenizerSource::File(_, b) => b,
-            TokenizerSource::Bundled(range) => &self.model[range.clone()],
+            TokenizerSource::Bundled(range) => &self.model.blob[range.clone()],
         }
     }
 
     /// Where the tokenizer came from, for messages.
-    pub fn tokenizer_name(&self) -> String {
-        match &self.tokenizer {
+    pub fn name(&self) -> String {
+        match &self.source {
             TokenizerSource::File(p, _) => p.display().to_string(),
-            TokenizerSource::Bundled(_) => format!("{} (bundled)", self.model_path.display()),
+            TokenizerSource::Bundled(_) => format!("{} (bundled)", self.model.path.display()),
         }
     }
-}
-
-/// Maps the model (default if `None`) and its tokenizer (default beside the model if `None`;
-/// a bundle's own tokenizer when the model is a bundle). Bundles are checksum-verified.
-pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Loaded> {
-    let model_path = files::resolve_model(model)?;
-    let blob = files::load(&model_path, "model")?;
-    let ck = Checkpoint::parse(&blob).with_context(|| format!("{}", model_path.display()))?;
-    if bundle::is_bundle(&blob) {
-        bundle::verify(&blob)
-            .with_context(|| format!("{}: re-pack or re-copy the file", model_path.display()))?;
-        if tokenizer.is_none() {
-            // The parse above checked the header's tokenizer range against the file.
-            let h = bundle::read_header(&blob)?;
-            let start = h.tokenizer_offset as usize;
-            let range = start..start + h.tokenizer_len as usize;
-            return Ok(Loaded {
-                model_path,
-                model: blob,
-                tokenizer: TokenizerSource::Bundled(range),
-            });
-        }
-    }
-    let tokenizer_path = match tokenizer {
-        Some(t) => t.to_path_buf(),
-        None => files::default_tokenizer(&model_path, ck.config.vocab_size)?,
-    };
-    let tok = files::load(&tokenizer_path, "tokenizer").map_err(|e| {
-        if tokenizer.is_none() {
-            anyhow::anyhow!("{e:#} (the default tokenizer sits beside the model; pass one with -z)")
-        } else {
-            e
-        }
-    })?;
-    Ok(Loaded { model_path, model: blob, tokenizer: TokenizerSource::File(tokenizer_path, tok) })
 }
 
 /// Seed 0 means "from the clock", as in run.c; negative seeds wrap like C's conversion.

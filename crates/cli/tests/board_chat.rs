@@ -5,7 +5,7 @@
 
 use assert_cmd::Command;
 use esp_llm_board::command::{self, Command as Line, Settings, HELP};
-use esp_llm_board::summary::{Summary, CTRL_C, INTERRUPTED, PROMPT};
+use esp_llm_board::summary::{Banner, Summary, CTRL_C, INTERRUPTED, PROMPT, READY};
 use esp_llm_engine::{Checkpoint, Event, Generator, Options, Sampler, Tokenizer, Transformer};
 use esp_llm_fixtures::*;
 use std::io::{Read, Write};
@@ -21,8 +21,7 @@ fn fake_board(listener: TcpListener, slow: Duration, saw_ctrl_c: Arc<AtomicBool>
     let tok_bytes = model_bytes("tok512.bin");
     let tok = Tokenizer::from_bytes(&tok_bytes, 512).unwrap();
     let (mut s, _) = listener.accept().unwrap();
-    s.write_all(b"\nesp-llm on fake-board\ntype a prompt, or /help\n").unwrap();
-    s.write_all(PROMPT.as_bytes()).unwrap();
+    write!(s, "{}{READY}{PROMPT}", Banner("fake-board")).unwrap();
     let (mut settings, mut echo) = (Settings::default(), true);
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
