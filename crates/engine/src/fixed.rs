@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::forward::{Block, Branch, Ctx, Norm, ROW_ALIGN};
 use crate::model::{Config, Floats, Matrix, Q8Matrix, Weights};
 use crate::parallel::{split_concat, split_job, Shared};
+use crate::rope::RopeTable;
 use crate::state::Buffers;
 use alloc::vec::Vec;
 use core::num::NonZeroU32;
@@ -435,7 +436,7 @@ pub(crate) struct Fixed<'s, 'w> {
     pub w: &'s Weights<'w>,
     pub fw: &'s FixedWeights,
     pub ctx: Ctx<'s>,
-    pub rope_freq: &'s [f32],
+    pub rope: &'s RopeTable,
     pub s: &'s mut Buffers<i32, i16>,
     pub xq: &'s mut [i8],
     pub logits: &'s mut [f32],
@@ -492,12 +493,13 @@ impl Block for Fixed<'_, '_> {
         let (dim, half) = (self.c.dim, self.c.head_size() / 2);
         // One conversion per value of the (dequantized) embedding.
         self.w.token_embedding.row_map(token as usize, &mut self.s.x[..dim], to_q16);
-        // RoPE angles of this position, Q30.
-        let math = self.ctx.math;
-        for (i, f) in self.rope_freq.iter().enumerate().take(half) {
-            let val = pos as f32 * f;
-            self.s.rope_cos[i] = to_q30(math.cosf(val));
-            self.s.rope_sin[i] = to_q30(math.sinf(val));
+        // RoPE angles of this position (crate::rope, with Math::Portable), Q30.
+        let (cos, sin) = (&self.rope.cos(pos)[..half], &self.rope.sin(pos)[..half]);
+        for (q, c) in self.s.rope_cos.iter_mut().zip(cos) {
+            *q = to_q30(*c);
+        }
+        for (q, s) in self.s.rope_sin.iter_mut().zip(sin) {
+            *q = to_q30(*s);
         }
     }
 

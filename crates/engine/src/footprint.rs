@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::fixed::FixedWeights;
 use crate::model::{Config, Matrix, Weights};
 use crate::repack::{Layout, Repacked};
+use crate::rope::RopeTable;
 use crate::state::{RunState, StateSize};
 use crate::transformer::Numerics;
 
@@ -50,7 +51,7 @@ impl Footprint {
             Numerics::Float => 0,
             Numerics::Fixed => FixedWeights::size(config, weights),
         };
-        let rope = config.head_size().div_ceil(2) * 4;
+        let rope = RopeTable::size(config.head_size(), seq_len)?;
         let derived = fixed + rope;
         Ok(Footprint { weights: weights.bytes(), state, derived, seq_len, batch, repacked: 0 })
     }

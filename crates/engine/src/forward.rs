@@ -13,6 +13,7 @@ use crate::math::{rmsnorm_in_place, Math};
 use crate::model::{Config, Matrix, Weights};
 use crate::parallel::{split_concat, split_job, Shared, Workers};
 use crate::repack::{Repacked, Slot};
+use crate::rope::RopeTable;
 use crate::state::Buffers;
 use core::ops::Range;
 
@@ -112,7 +113,7 @@ pub(crate) struct Float<'s, 'w> {
     pub c: Config,
     pub w: &'s Weights<'w>,
     pub ctx: Ctx<'s>,
-    pub rope_freq: &'s [f32],
+    pub rope: &'s RopeTable,
     pub s: &'s mut Buffers<f32, f32>,
     pub xq: &'s mut [i8],
     pub xs: &'s mut [f32],
@@ -149,11 +150,9 @@ impl Block for Float<'_, '_> {
         let (dim, half) = (self.c.dim, self.c.head_size() / 2);
         self.w.token_embedding.row_into(token as usize, &mut self.s.x[b * dim..(b + 1) * dim]);
         // RoPE angles depend only on the position and the index within a head.
-        for (i, f) in self.rope_freq.iter().enumerate() {
-            let val = pos as f32 * f;
-            self.s.rope_cos[b * half + i] = self.ctx.math.cosf(val);
-            self.s.rope_sin[b * half + i] = self.ctx.math.sinf(val);
-        }
+        // (computed once per transformer: crate::rope).
+        self.s.rope_cos[b * half..][..half].copy_from_slice(&self.rope.cos(pos)[..half]);
+        self.s.rope_sin[b * half..][..half].copy_from_slice(&self.rope.sin(pos)[..half]);
     }
 
     fn norm(&mut self, norm: Norm, nb: usize) {

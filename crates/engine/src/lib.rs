@@ -77,6 +77,7 @@ pub mod model;
 pub mod parallel;
 pub mod quantize;
 pub mod repack;
+mod rope;
 pub mod sampler;
 pub mod state;
 pub mod tokenizer;

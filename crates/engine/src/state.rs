@@ -96,7 +96,7 @@ pub(crate) fn q8_layout(weights: &Weights<'_>) -> (usize, usize) {
     (stride, scales)
 }
 
-fn checked(what: &'static str, parts: &[usize]) -> Result<usize> {
+pub(crate) fn checked(what: &'static str, parts: &[usize]) -> Result<usize> {
     parts.iter().try_fold(1usize, |acc, &p| acc.checked_mul(p)).ok_or(Error::Overflow { what })
 }
 

@@ -12,9 +12,9 @@ use crate::math::Math;
 use crate::model::{Config, Weights};
 use crate::parallel::{Serial, Workers};
 use crate::repack::{Layout, Repacked};
-use crate::state::{zeros, Activations, RunState, StateSize};
+use crate::rope::RopeTable;
+use crate::state::{Activations, RunState, StateSize};
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 
 /// Positions per prefill batch the CLI uses ([`Options::prefill`]).
 pub const DEFAULT_PREFILL: usize = 16;
@@ -89,8 +89,8 @@ pub struct Transformer<'a> {
     kernels: &'a dyn Kernels,
     workers: Box<dyn Workers + 'a>,
     math: Math,
-    /// (head_size / 2) RoPE inverse frequencies.
-    rope_freq: Vec<f32>,
+    /// RoPE's cos and sin for every position of the context.
+    rope: RopeTable,
     /// Integer parameters when running in fixed point ([`Numerics::Fixed`]).
     fixed: Option<FixedWeights>,
     /// Longest int8 row and its scales ([`crate::state::q8_layout`]): the run state's layout.
@@ -131,28 +131,14 @@ impl<'a> Transformer<'a> {
             Numerics::Float => None,
             Numerics::Fixed => Some(FixedWeights::new(&config, &weights)?),
         };
-        let mut rope_freq: Vec<f32> = zeros("rope", config.head_size().div_ceil(2))?;
-        for (f, v) in rope_freq.iter_mut().zip(math.rope_freq(config.head_size())) {
-            *f = v;
-        }
+        let rope = RopeTable::new(math, config.head_size(), config.seq_len)?;
         let packed = match layout {
             Layout::Interleaved => Some(Repacked::new(&weights)?),
             Layout::Auto | Layout::RowMajor => None,
         };
         debug_assert_eq!(fp.repacked, packed.as_ref().map_or(0, |_| Repacked::size(&weights)));
         let q8 = crate::state::q8_layout(&weights);
-        Ok(Transformer {
-            config,
-            weights,
-            state,
-            kernels,
-            workers,
-            math,
-            rope_freq,
-            fixed,
-            q8,
-            packed,
-        })
+        Ok(Transformer { config, weights, state, kernels, workers, math, rope, fixed, q8, packed })
     }
 
     /// The numerics in use.
@@ -248,17 +234,17 @@ impl<'a> Transformer<'a> {
     /// One pass of `tokens` (at most `state.batch`, checked) at positions `pos0..`.
     fn step(&mut self, tokens: &[u32], pos0: usize, logits: bool) {
         debug_assert!(!tokens.is_empty() && tokens.len() <= self.state.batch);
-        let (c, w, rope_freq) = (self.config, &self.weights, &self.rope_freq[..]);
+        let (c, w, rope) = (self.config, &self.weights, &self.rope);
         let ctx = Ctx { kernels: self.kernels, workers: &*self.workers, math: self.math };
         let RunState { act, logits: out, xq, xs, .. } = &mut self.state;
         match (act, &self.fixed) {
             (Activations::Float(s), _) => {
                 let (q8, packed) = (self.q8, self.packed.as_ref());
-                let mut block = Float { c, w, ctx, rope_freq, s, xq, xs, logits: out, q8, packed };
+                let mut block = Float { c, w, ctx, rope, s, xq, xs, logits: out, q8, packed };
                 step(&mut block, c.n_layers, tokens, pos0, logits);
             }
             (Activations::Fixed(s), Some(fw)) => {
-                let mut block = Fixed { c, w, fw, ctx, rope_freq, s, xq, logits: out, step: 0.0 };
+                let mut block = Fixed { c, w, fw, ctx, rope, s, xq, logits: out, step: 0.0 };
                 step(&mut block, c.n_layers, tokens, pos0, logits);
             }
             // `new` derives the integer parameters whenever it allocates fixed-point buffers.
