@@ -1,8 +1,9 @@
 //! Finds the models (`$ESP_LLM_MODELS`, or `shared/models` in the nearest ancestor directory),
 //! packs the int8 bundle the S3 firmware runs (stories260K.bin, groups of 32: the same call as
-//! `esp-llm pack --quant q8`), and hands the paths to `include_bytes!`.
+//! `esp-llm pack --quant q8`) and the int4 bundle (groups of 32: `esp-llm pack --quant q4`),
+//! and hands the paths to `include_bytes!`.
 
-use esp_llm_engine::checkpoint::bundle::Quant;
+use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use std::path::PathBuf;
 
 fn models_dir() -> PathBuf {
@@ -35,18 +36,22 @@ fn main() {
         println!("cargo:rustc-env={var}={}", p.display());
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let bundle = out.join("stories260K_q8g32.ellb");
     let read = |f: &str| {
         let p = dir.join(f);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     };
     let (src, tok) = (read("stories260K.bin"), read("tok512.bin"));
     let ck = esp_llm_engine::Checkpoint::parse(&src).expect("stories260K.bin");
-    let (bytes, _) =
-        esp_llm_engine::checkpoint::bundle::pack(&ck, &tok, Quant::Q8(Some(32)), &mut |_| {})
-            .expect("packing the group-32 bundle");
-    if std::fs::read(&bundle).ok().as_deref() != Some(&bytes[..]) {
-        std::fs::write(&bundle, &bytes).expect("writing the bundle");
+    for (var, file, quant) in [
+        ("LX7BENCH_INT8", "stories260K_q8g32.ellb", Quant::Q8(Some(32))),
+        ("LX7BENCH_INT4", "stories260K_q4g32.ellb", Quant::Q4(bundle::DEFAULT_Q4_GROUP)),
+    ] {
+        let path = out.join(file);
+        let (bytes, _) = bundle::pack(&ck, &tok, quant, &mut |_| {})
+            .unwrap_or_else(|e| panic!("packing {file}: {e}"));
+        if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+            std::fs::write(&path, &bytes).expect("writing the bundle");
+        }
+        println!("cargo:rustc-env={var}={}", path.display());
     }
-    println!("cargo:rustc-env=LX7BENCH_INT8={}", bundle.display());
 }

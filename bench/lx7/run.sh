@@ -2,7 +2,7 @@
 # bench/lx7: the engine on the ESP32-S3's Xtensa LX7 core, in Espressif's QEMU (`esp32s3`
 # machine), exact instructions per token from the core's ICOUNT register.
 #
-#   run.sh            kernel checks, then the fp32 / int8 / q80 configurations; prints a table
+#   run.sh            kernel checks, then the fp32 / int8 / int4 / q80 configurations; a table
 #   run.sh --portable the same with the engine's portable kernels (no LX7 assembly)
 #   run.sh --scalar   the same with the engine's Scalar reference kernels
 #   run.sh --phases   the LX7 kernels, also counting the instructions inside the matmuls
@@ -134,7 +134,7 @@ shim=$obj/shim.S
 objs+=("$obj/shim.o")
 
 # 4. Link one ELF per configuration.
-configs=(check fp32 int8 q80)
+configs=(check fp32 int8 int4 q80)
 for cfg in "${configs[@]}"; do
   "$LD" -T "$here/link.x" --gc-sections --defsym=lx7bench_main="lx7bench_$cfg" \
     -o "$obj/lx7-$cfg.elf" "${objs[@]}"
@@ -168,7 +168,7 @@ for cfg in "${configs[@]}"; do
   get() { sed -n "s/^$1: //p" "$out"; }
   row="| lx7 | $cfg | $(get kernels) | $ipt | $(get icount_forward_first) | $(get icount_forward_last) | $(get forwards) |"
   if [ $mode = phases ]; then
-    row="$row $(( $(get icount_matmul_f32_per_token) + $(get icount_matmul_q8_per_token) )) |"
+    row="$row $(( $(get icount_matmul_f32_per_token) + $(get icount_matmul_q8_per_token) + $(get icount_matmul_q4_per_token) )) |"
   fi
   rows+=("$row")
 done
@@ -200,14 +200,16 @@ else
 fi
 tolerance_pct=${LX7_TOLERANCE_PCT:-2}
 docs=$here/../../docs/performance.md
-for cfg in fp32 int8 q80; do
+for cfg in fp32 int8 int4 q80; do
   out=$out_dir/lx7-$cfg.txt
   got=$(grep -E '^(stop|tokens|text): ' "$out" 2>/dev/null || true)
   if [ -z "$got" ]; then
     fail "lx7 $cfg: no result (see $out)"
     continue
   fi
-  case $cfg in fp32) m=stories260K.bin ;; int8) m=q8g32 ;; q80) m=stories260K_q80.bin ;; esac
+  case $cfg in
+    fp32) m=stories260K.bin ;; int8) m=q8g32 ;; int4) m=q4g32 ;; q80) m=stories260K_q80.bin ;;
+  esac
   if [ -n "$host_bin" ]; then
     want=$("$host_bin" "$m" scalar) || want="(host run failed)"
     if [ "$got" == "$want" ]; then

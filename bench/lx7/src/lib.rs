@@ -58,6 +58,9 @@ pub static FP32_MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("LX7BENCH_
 pub static Q80_MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("LX7BENCH_Q80")));
 /// The int8 bundle (groups of 32) that build.rs packs from stories260K.bin.
 pub static INT8_MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("LX7BENCH_INT8")));
+/// The int4 bundle (groups of 32, `esp-llm pack --quant q4`) that build.rs packs from
+/// stories260K.bin.
+pub static INT4_MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("LX7BENCH_INT4")));
 /// tok512.bin.
 pub static TOKENIZER: &[u8] = include_bytes!(env!("LX7BENCH_TOK"));
 
@@ -225,7 +228,7 @@ fn chosen() -> &'static dyn Kernels {
 #[cfg(feature = "phases")]
 struct Counted {
     inner: &'static dyn Kernels,
-    count: UnsafeCell<[u64; 2]>,
+    count: UnsafeCell<[u64; 3]>,
 }
 
 // SAFETY: one core, no interrupts: the counters are only touched by the thread running forward.
@@ -239,7 +242,7 @@ impl Counted {
         // SAFETY: see the Sync impl: no concurrent access.
         unsafe { (*self.count.get())[which] += n }
     }
-    fn get(&self) -> [u64; 2] {
+    fn get(&self) -> [u64; 3] {
         // SAFETY: see the Sync impl.
         unsafe { *self.count.get() }
     }
@@ -267,6 +270,19 @@ impl Kernels for Counted {
         let t0 = icount();
         self.inner.matmul_q8(out, wq, ws, xq, xs, group);
         self.add(1, t0);
+    }
+    fn matmul_q4(
+        &self,
+        out: &mut [f32],
+        wq: &[u8],
+        ws: &[f32],
+        xq: &[i8],
+        xs: &[f32],
+        group: usize,
+    ) {
+        let t0 = icount();
+        self.inner.matmul_q4(out, wq, ws, xq, xs, group);
+        self.add(2, t0);
     }
 }
 
@@ -296,6 +312,12 @@ pub extern "C" fn lx7bench_int8() -> ! {
     run("stories260K_q8g32.ellb", INT8_MODEL)
 }
 
+/// int4: the group-32 int4 bundle (every matrix int4, norms f32), float numerics.
+#[no_mangle]
+pub extern "C" fn lx7bench_int4() -> ! {
+    run("stories260K_q4g32.ellb", INT4_MODEL)
+}
+
 /// q80: llama2.c's group-4 file.
 #[no_mangle]
 pub extern "C" fn lx7bench_q80() -> ! {
@@ -317,7 +339,7 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
     let vocab = ckpt.config.vocab_size;
     #[cfg(feature = "phases")]
     let counted: &'static Counted =
-        Box::leak(Box::new(Counted { inner: chosen(), count: UnsafeCell::new([0; 2]) }));
+        Box::leak(Box::new(Counted { inner: chosen(), count: UnsafeCell::new([0; 3]) }));
     #[cfg(feature = "phases")]
     let kern: &'static dyn Kernels = counted;
     #[cfg(not(feature = "phases"))]
@@ -375,9 +397,10 @@ fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_ll
     let _ = writeln!(c, "icount_forward_last: {}", per_pos.last().copied().unwrap_or(0));
     #[cfg(feature = "phases")]
     {
-        let [f, q] = counted.get();
+        let [f, q, q4] = counted.get();
         let _ = writeln!(c, "icount_matmul_f32_per_token: {}", f / forwards.max(1));
         let _ = writeln!(c, "icount_matmul_q8_per_token: {}", q / forwards.max(1));
+        let _ = writeln!(c, "icount_matmul_q4_per_token: {}", q4 / forwards.max(1));
     }
     let _ = writeln!(c, "icount_per_token: {}", fwd_total / forwards.max(1));
     Ok(())

@@ -1,9 +1,10 @@
-//! `rv32bench-host MODEL_FILE|q8fx|q8g32 [scalar|unrolled]`: greedy, 64 steps from "Once upon a time" with
+//! `rv32bench-host MODEL_FILE|q8fx|q8g32|q4g32 [scalar|unrolled]`: greedy, 64 steps from "Once upon a time" with
 //! `engine::Generator` on the host; prints the `tokens:`/`text:` lines of the RV32 benchmark.
 //! The models are found like the engine's tests do: `$ESP_LLM_MODELS`, else `shared/models`
 //! in the nearest ancestor directory. `q8fx` is the RV32 benchmark's fixed-point configuration:
 //! stories260K.bin packed as an int8 bundle with groups of 64 (as its build.rs does), run with
-//! `Numerics::Fixed`.
+//! `Numerics::Fixed`. `q8g32` and `q4g32` are bench/lx7's `int8` and `int4` configurations:
+//! stories260K.bin packed with groups of 32 as int8 or int4, float numerics.
 
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::kernels::{Kernels, Scalar, Unrolled};
@@ -36,17 +37,19 @@ fn run(model_file: &str, kernels: &'static dyn Kernels) -> Result<String, String
         |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
     let tok_bytes = read("tok512.bin")?;
     // q8fx: bench/rv32's fixed-point configuration (groups of 64); q8g32: bench/lx7's int8
-    // configuration (the S3 firmware's bundle: groups of 32, float numerics).
+    // configuration (the S3 firmware's bundle: groups of 32, float numerics); q4g32: bench/lx7's
+    // int4 configuration (`esp-llm pack --quant q4`: groups of 32, float numerics).
     let packed = match model_file {
-        "q8fx" => Some((64, Numerics::Fixed)),
-        "q8g32" => Some((32, Numerics::Float)),
+        "q8fx" => Some((Quant::Q8(Some(64)), Numerics::Fixed)),
+        "q8g32" => Some((Quant::Q8(Some(32)), Numerics::Float)),
+        "q4g32" => Some((Quant::Q4(bundle::DEFAULT_Q4_GROUP), Numerics::Float)),
         _ => None,
     };
-    let (model, numerics) = if let Some((group, numerics)) = packed {
+    let (model, numerics) = if let Some((quant, numerics)) = packed {
         let src = read("stories260K.bin")?;
         let ck = Checkpoint::parse(&src).map_err(|e| e.to_string())?;
-        let (bytes, _) = bundle::pack(&ck, &tok_bytes, Quant::Q8(Some(group)), &mut |_| {})
-            .map_err(|e| e.to_string())?;
+        let (bytes, _) =
+            bundle::pack(&ck, &tok_bytes, quant, &mut |_| {}).map_err(|e| e.to_string())?;
         (bytes, numerics)
     } else {
         (read(model_file)?, Numerics::Float)
@@ -95,7 +98,7 @@ fn main() -> ExitCode {
         }
     };
     let Some(model) = args.first() else {
-        eprintln!("usage: rv32bench-host MODEL_FILE|q8fx|q8g32 [scalar|unrolled]");
+        eprintln!("usage: rv32bench-host MODEL_FILE|q8fx|q8g32|q4g32 [scalar|unrolled]");
         return ExitCode::from(2);
     };
     match run(model, kernels) {
