@@ -85,15 +85,15 @@ pub const CHIPS: [Chip; 4] = [
         psram_bw: 60.0e6,
         flash_bw: 30.0e6,
         // Calibrated from bench/lx7 (docs/performance.md, LX7 section): a whole stories260K
-        // token (matmuls, attention, norms, softmax) with the LX7 kernels is 979,499
-        // instructions for fp32 and 478,982 for the int8 bundle (measured 2026-12-03), over
-        // 259 k matmul and ~21 k attention multiply-adds: 3.50 and 1.71 instructions per MAC,
+        // token (matmuls, attention, norms, softmax) with the LX7 kernels is 921,605
+        // instructions for fp32 and 404,650 for the int8 bundle (measured 2026-12-04), over
+        // 259 k matmul and ~21 k attention multiply-adds: 3.29 and 1.45 instructions per MAC,
         // times an assumed 1.4 cycles per instruction (ESP-DSP's published S3 int8 dot
         // product, 689 cycles for 4096 MACs, against the ~512 PIE instructions such a loop
         // takes). Int8 is charged the token's rest beyond its attention:
-        // (478,982 * 1.4 - 21 k * 4.9) / 259 k.
-        f32_cycles_per_mac: 4.9,
-        i8_cycles_per_mac: 2.2,
+        // (404,650 * 1.4 - 21 k * 4.6) / 259 k.
+        f32_cycles_per_mac: 4.6,
+        i8_cycles_per_mac: 1.8,
         fpu: true,
     },
     Chip {
