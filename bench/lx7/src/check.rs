@@ -282,6 +282,29 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             let _ = writeln!(c, "kernel_check: swiglu n {n}: differs");
         }
     }
+    // RMSNorm: 150 vectors of 1..300 values (a few units, with zeros, huge and tiny
+    // magnitudes now and then), into another buffer and in place.
+    for i in 0..150 {
+        let (ok, n) = crate::with_scratch(|| {
+            let n = 1 + rng.below(if i % 3 == 0 { 300 } else { 70 }) as usize;
+            let scale = [1.0f32, 1e-20, 1e15, 3.0][rng.below(4) as usize];
+            let x: Vec<f32> = (0..n).map(|_| rng.f32() * core::hint::black_box(scale)).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let (mut oa, mut ob) = (vec![0.0f32; n], vec![0.0f32; n]);
+            Scalar.rmsnorm(&mut oa, &x, &w);
+            k.rmsnorm(&mut ob, &x, &w);
+            let (mut ia, mut ib) = (x.clone(), x);
+            Scalar.rmsnorm_in_place(&mut ia, &w);
+            k.rmsnorm_in_place(&mut ib, &w);
+            (same_f32(&oa, &ob) && same_f32(&ia, &ib) && same_f32(&oa, &ia), n)
+        });
+        total += 1;
+        if ok {
+            passed += 1;
+        } else if total - passed == 1 {
+            let _ = writeln!(c, "kernel_check: rmsnorm n {n}: differs");
+        }
+    }
     // Instruction counts of the int4 matmul (64 rows of 256 values, aligned): the whole call
     // (x copy included) per group and per multiply-accumulate.
     for (group, stride) in [(16usize, 256usize), (32, 256), (64, 256), (128, 256), (48, 384), (32, 64), (64, 64)] {

@@ -9,7 +9,7 @@
 //! attention heads over the workers ([`crate::parallel`]).
 
 use crate::kernels::Kernels;
-use crate::math::{rmsnorm_in_place, Math};
+use crate::math::Math;
 use crate::model::{Config, Matrix, Weights};
 use crate::parallel::{split_concat, split_job, Shared, Workers};
 use crate::repack::{Repacked, Slot};
@@ -163,7 +163,7 @@ impl Block for Float<'_, '_> {
         let dim = self.c.dim;
         for b in 0..nb {
             let r = b * dim..(b + 1) * dim;
-            rmsnorm(&mut self.s.xb[r.clone()], &self.s.x[r], weight);
+            self.ctx.kernels.rmsnorm(&mut self.s.xb[r.clone()], &self.s.x[r], weight);
         }
     }
 
@@ -268,7 +268,7 @@ impl Block for Float<'_, '_> {
     fn classify(&mut self, b: usize) {
         let dim = self.c.dim;
         let last = &mut self.s.x[b * dim..(b + 1) * dim];
-        rmsnorm_in_place(last, &self.w.rms_final_weight);
+        self.ctx.kernels.rmsnorm_in_place(last, &self.w.rms_final_weight);
         let mut input = Self::input(self.xq, self.xs, self.q8, last, dim, 1);
         let vocab = self.logits.len();
         let cls = self.w.classifier();

@@ -125,7 +125,8 @@ pub fn rmsnorm(o: &mut [f32], x: &[f32], weight: &[f32]) {
     }
 }
 
-pub(crate) fn rmsnorm_in_place(x: &mut [f32], weight: &[f32]) {
+/// [`rmsnorm`] with the output over its input.
+pub fn rmsnorm_in_place(x: &mut [f32], weight: &[f32]) {
     let ss = inv_rms(x);
     for (x, w) in x.iter_mut().zip(weight) {
         *x = w * (ss * *x);
@@ -137,7 +138,13 @@ fn inv_rms(x: &[f32]) -> f32 {
     for v in x {
         ss += v * v;
     }
-    ss /= x.len() as f32;
+    inv_rms_from(ss, x.len())
+}
+
+/// RMSNorm's factor from the sum of squares `ss` of `n` values: `1 / sqrt(ss / n + 1e-5)`.
+pub fn inv_rms_from(ss: f32, n: usize) -> f32 {
+    let mut ss = ss;
+    ss /= n as f32;
     ss += 1e-5f32;
     1.0f32 / libm::sqrtf(ss)
 }

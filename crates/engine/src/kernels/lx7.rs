@@ -24,6 +24,8 @@ extern "C" {
     fn esp_llm_lx7_div_scalar(out: *mut f32, x: *const f32, n: u32, d: f32);
     fn esp_llm_lx7_softmax(x: *mut f32, n: u32);
     fn esp_llm_lx7_swiglu(h1: *mut f32, h3: *const f32, n: u32);
+    fn esp_llm_lx7_sumsq(x: *const f32, n: u32) -> u32;
+    fn esp_llm_lx7_rmsscale(o: *mut f32, x: *const f32, w: *const f32, n: u32, ss: f32);
     fn esp_llm_lx7_matmul_f32(out: *mut f32, w: *const f32, x: *const f32, rows: u32, n: u32);
     fn esp_llm_lx7_quantize(q: *mut i8, s: *mut f32, x: *const f32, n_x: u32, n_q: u32, group: u32);
     #[allow(clippy::too_many_arguments)]
@@ -126,6 +128,32 @@ impl Kernels for Lx7 {
                 kv_dim as u32,
             );
         }
+    }
+
+    fn rmsnorm(&self, o: &mut [f32], x: &[f32], weight: &[f32]) {
+        let n = x.len();
+        if o.len() != n || weight.len() < n || n > u32::MAX as usize {
+            return crate::math::rmsnorm(o, x, weight);
+        }
+        // SAFETY: `x` has n floats; the kernel reads only those.
+        let ss = f32::from_bits(unsafe { esp_llm_lx7_sumsq(x.as_ptr(), n as u32) });
+        let ss = crate::math::inv_rms_from(ss, n);
+        // SAFETY: `o`, `x` and `weight` hold at least n floats (checked above); the kernel
+        // reads n of `x` and `weight` and writes n of `o`, which does not overlap `x` (`&mut`).
+        unsafe { esp_llm_lx7_rmsscale(o.as_mut_ptr(), x.as_ptr(), weight.as_ptr(), n as u32, ss) }
+    }
+
+    fn rmsnorm_in_place(&self, x: &mut [f32], weight: &[f32]) {
+        let n = x.len();
+        if weight.len() < n || n > u32::MAX as usize {
+            return crate::math::rmsnorm_in_place(x, weight);
+        }
+        // SAFETY: as in `rmsnorm`; the kernel reads each x[i] before writing o[i] = x[i].
+        let ss = f32::from_bits(unsafe { esp_llm_lx7_sumsq(x.as_ptr(), n as u32) });
+        let ss = crate::math::inv_rms_from(ss, n);
+        let p = x.as_mut_ptr();
+        // SAFETY: n floats of `x` and `weight` (checked above); in place, value by value.
+        unsafe { esp_llm_lx7_rmsscale(p, p, weight.as_ptr(), n as u32, ss) }
     }
 
     fn swiglu(&self, h1: &mut [f32], h3: &[f32], math: Math) {

@@ -69,6 +69,16 @@ pub trait Kernels: Sync {
         crate::math::quantize(q, s, x, group)
     }
 
+    /// RMSNorm `o = weight * (x / sqrt(mean(x^2) + 1e-5))` ([`crate::math::rmsnorm`]).
+    fn rmsnorm(&self, o: &mut [f32], x: &[f32], weight: &[f32]) {
+        crate::math::rmsnorm(o, x, weight)
+    }
+
+    /// [`Kernels::rmsnorm`] with the output over its input ([`crate::math::rmsnorm_in_place`]).
+    fn rmsnorm_in_place(&self, x: &mut [f32], weight: &[f32]) {
+        crate::math::rmsnorm_in_place(x, weight)
+    }
+
     /// SwiGLU `h1 = silu(h1) * h3` with `math`'s `exp` ([`Math::swiglu`]).
     fn swiglu(&self, h1: &mut [f32], h3: &[f32], math: Math) {
         math.swiglu(h1, h3)
