@@ -221,7 +221,19 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             // float constant-pool load, which a choice between two float constants compiles to.)
             let spread = core::hint::black_box(1 + 59 * u32::from(i % 5 == 4)) as f32;
             let q: Vec<f32> = (0..hs).map(|_| rng.f32() * spread).collect();
-            let keys: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
+            // Every seventh head has cache rows of zeros, 1e-30 and 1e31 now and then: scores
+            // outside [2^-90, 2^100), where the fused scores-and-division kernel hands the head
+            // to the two-pass path (attn.S `scores8_div`). (Its Markstein quotients would be
+            // right for these too: with the range check removed the checks still pass.)
+            let odd_rows = i % 7 == 5;
+            let mut keys: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
+            if odd_rows {
+                for row in keys.chunks_mut(kv_dim) {
+                    let bits = [0x3f80_0000u32, 0, 0x0da2_4260, 0x72fc_6f7c][rng.below(4) as usize];
+                    let f = f32::from_bits(core::hint::black_box(bits));
+                    row.iter_mut().for_each(|v| *v *= f);
+                }
+            }
             let values: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
             let inv = 2.828_427_f32;
             let (mut oa, mut aa) = (vec![0f32; hs], vec![0f32; n]);

@@ -20,6 +20,14 @@ use super::{f32_shapes_ok, q4_shapes_ok, q8_shapes_ok, Kernels, Math, Scalar};
 
 extern "C" {
     fn esp_llm_lx7_scores8(att: *mut f32, q: *const f32, keys: *const f32, n: u32, kv_dim: u32);
+    fn esp_llm_lx7_scores8_div(
+        att: *mut f32,
+        q: *const f32,
+        keys: *const f32,
+        n: u32,
+        kv_dim: u32,
+        d: *const [f32; 2],
+    ) -> u32;
     fn esp_llm_lx7_values8(out: *mut f32, att: *const f32, values: *const f32, n: u32, kv_dim: u32);
     fn esp_llm_lx7_div_scalar(out: *mut f32, x: *const f32, n: u32, d: f32);
     fn esp_llm_lx7_softmax(x: *mut f32, n: u32);
@@ -104,17 +112,36 @@ impl Kernels for Lx7 {
         {
             return super::scalar::attend(out, att, q, keys, values, kv_dim, inv, math);
         }
+        // The division by sqrt(head_size) fused into the scores when 1 <= inv < 2^16 (div.S's
+        // fast path; RN(1/inv) by one IEEE division here), else, or when a score was zero,
+        // subnormal or huge, the scores and the division in two passes.
+        let d = [inv, 1.0 / inv];
+        let fused = (1.0..65536.0).contains(&inv);
         // SAFETY: `keys` and `values` hold rows t * kv_dim .. + 8 for every t < n (checked
-        // above), `att` has n floats and `q`/`out` 8; the kernels touch nothing else.
-        unsafe {
-            esp_llm_lx7_scores8(
-                att.as_mut_ptr(),
-                q.as_ptr(),
-                keys.as_ptr(),
-                n as u32,
-                kv_dim as u32,
-            );
-            esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, inv);
+        // above), `att` has n floats, `q`/`out` 8 and `d` 2; the kernels touch nothing else.
+        let done = fused
+            && unsafe {
+                esp_llm_lx7_scores8_div(
+                    att.as_mut_ptr(),
+                    q.as_ptr(),
+                    keys.as_ptr(),
+                    n as u32,
+                    kv_dim as u32,
+                    &d,
+                )
+            } == 1;
+        if !done {
+            // SAFETY: as above.
+            unsafe {
+                esp_llm_lx7_scores8(
+                    att.as_mut_ptr(),
+                    q.as_ptr(),
+                    keys.as_ptr(),
+                    n as u32,
+                    kv_dim as u32,
+                );
+                esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, inv);
+            }
         }
         // SAFETY: as above; the softmax runs in place over the n scores (Math::softmax with
         // the portable expf, exp.S).

@@ -14,7 +14,17 @@
  *     twin's `out.fill(0.0); *o += a * vi`, each out[i] summed over t in the same order.
  *     26 instructions per position: lsip, 8 lsi, 8 mul.s, 8 add.s, add.
  *
- * Windowed ABI: a2..a6 as listed. n may be 0. Clobbers f0..f15 (caller-saved).
+ *   uint32_t esp_llm_lx7_scores8_div(float *att, const float *q, const float *keys,
+ *                                    uint32_t n, uint32_t kv_dim, const float d[2]);
+ *     scores8 and the division by d[0] (sqrt(head_size)) of div.S in one pass:
+ *     att[t] = (q . keys[t]) / d[0] with d[1] = RN(1 / d[0]) (1 <= d[0] < 2^16, the caller
+ *     checks), as q0 = a*y and two Markstein corrections (div.S's fast path, exact for
+ *     2^-90 <= |a| < 2^100). Returns 1 when every score was in that range; 0 otherwise, and
+ *     then att is not defined: the caller runs scores8 and div.S instead (zero or subnormal
+ *     scores: rare). The range is tracked with MINU/MAXU on the scores' bits, no branch.
+ *     38 instructions per position (scores8's 27 + 11), against 27 + 13 and a second call.
+ *
+ * Windowed ABI: a2..a7 as listed. n may be 0. Clobbers f0..f15 (caller-saved).
  */
 	.text
 	.align	4
@@ -115,3 +125,72 @@ esp_llm_lx7_values8:
 	ssi	f15, a2, 28
 	retw
 	.size	esp_llm_lx7_values8, . - esp_llm_lx7_values8
+
+	.align	4
+	.global	esp_llm_lx7_scores8_div
+	.type	esp_llm_lx7_scores8_div, @function
+esp_llm_lx7_scores8_div:
+	entry	a1, 32
+	lsi	f8, a3, 0
+	lsi	f9, a3, 4
+	lsi	f10, a3, 8
+	lsi	f11, a3, 12
+	lsi	f12, a3, 16
+	lsi	f13, a3, 20
+	lsi	f14, a3, 24
+	lsi	f15, a3, 28
+	lsi	f6, a7, 0		/* d */
+	lsi	f5, a7, 4		/* y = RN(1/d) */
+	slli	a6, a6, 2		/* row stride in bytes */
+	movi	a10, -1			/* min of |score| bits << 1 */
+	movi	a11, 0			/* max */
+	loopnez	a5, .Lsd_end
+	const.s	f0, 0
+	lsi	f1, a4, 0
+	mul.s	f1, f8, f1
+	add.s	f0, f0, f1
+	lsi	f2, a4, 4
+	mul.s	f2, f9, f2
+	add.s	f0, f0, f2
+	lsi	f3, a4, 8
+	mul.s	f3, f10, f3
+	add.s	f0, f0, f3
+	lsi	f4, a4, 12
+	mul.s	f4, f11, f4
+	add.s	f0, f0, f4
+	lsi	f1, a4, 16
+	mul.s	f1, f12, f1
+	add.s	f0, f0, f1
+	lsi	f2, a4, 20
+	mul.s	f2, f13, f2
+	add.s	f0, f0, f2
+	lsi	f3, a4, 24
+	mul.s	f3, f14, f3
+	add.s	f0, f0, f3
+	lsi	f4, a4, 28
+	mul.s	f4, f15, f4
+	add.s	f0, f0, f4		/* a = q . k */
+	add	a4, a4, a6
+	rfr	a8, f0
+	slli	a8, a8, 1
+	minu	a10, a10, a8
+	maxu	a11, a11, a8
+	mul.s	f1, f0, f5		/* q = a*y */
+	mov.s	f7, f0
+	msub.s	f7, f1, f6		/* r = a - q*d, exact */
+	madd.s	f1, f7, f5		/* q += r*y */
+	mov.s	f7, f0
+	msub.s	f7, f1, f6
+	madd.s	f1, f7, f5
+	ssip	f1, a2, 4
+.Lsd_end:
+	/* 1 when every |a| was in [2^-90, 2^100) (or n == 0) */
+	movi	a2, 0
+	movi	a8, 0x25000000		/* 2^-90 << 1 */
+	bltu	a10, a8, .Lsd_ret
+	movi	a8, 0xe3000000		/* 2^100 << 1 */
+	bgeu	a11, a8, .Lsd_ret
+	movi	a2, 1
+.Lsd_ret:
+	retw
+	.size	esp_llm_lx7_scores8_div, . - esp_llm_lx7_scores8_div
