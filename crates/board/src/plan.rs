@@ -214,7 +214,10 @@ pub fn plan(
         Region::Psram => psram_left -= needs.weights,
         Region::Flash => {}
     }
-    let want = kv_per_position.saturating_mul(seq_len);
+    // The RoPE table grows with the context like the KV cache: fitted with it, and counted
+    // where the cache goes.
+    let per_position = kv_per_position.saturating_add(needs.rope_per_position);
+    let want = per_position.saturating_mul(seq_len);
     let (kv_cache, ctx) = if want <= sram_left {
         (Region::Sram, seq_len)
     } else if want <= psram_left {
@@ -225,19 +228,20 @@ pub fn plan(
         } else {
             (Region::Sram, sram_left)
         };
-        let fit = room / kv_per_position.max(1);
+        let fit = room / per_position.max(1);
         if fit < MIN_CONTEXT {
             return Err(Error::OutOfMemory {
                 what: "a KV cache of 16 positions",
-                bytes: kv_per_position * MIN_CONTEXT,
+                bytes: per_position * MIN_CONTEXT,
             });
         }
         (region, fit)
     };
     let kv_bytes = kv_per_position * ctx;
+    let with_rope = per_position * ctx;
     let sram_used =
-        chip.sram_for_data - sram_left + if kv_cache == Region::Sram { kv_bytes } else { 0 };
-    let psram_used = psram - psram_left + if kv_cache == Region::Psram { kv_bytes } else { 0 };
+        chip.sram_for_data - sram_left + if kv_cache == Region::Sram { with_rope } else { 0 };
+    let psram_used = psram - psram_left + if kv_cache == Region::Psram { with_rope } else { 0 };
 
     // Per token: every weight once, the KV cache up to half the context.
     let kv_read = kv_bytes / 2;

@@ -90,6 +90,9 @@ pub struct Needs {
     pub kv_per_position: usize,
     /// The same with the fixed-point numerics (`i16` keys and values).
     pub kv_per_position_fixed: usize,
+    /// RoPE table bytes per position of the context (`crate::rope`: its cos and sin rows),
+    /// allocated beside the KV cache.
+    pub rope_per_position: usize,
     /// Bytes the fixed-point numerics derive at load (integer scales and norms).
     pub fixed_bytes: usize,
     /// Whether the fixed-point numerics can run the model ([`crate::fixed::supports`]).
@@ -125,6 +128,7 @@ impl Needs {
             activations: state.activations,
             kv_per_position,
             kv_per_position_fixed,
+            rope_per_position: RopeTable::size(config.head_size(), 1)?,
             fixed_bytes: FixedWeights::size(config, weights),
             fixed_capable: crate::fixed::supports(weights),
         })
