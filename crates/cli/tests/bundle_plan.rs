@@ -44,7 +44,17 @@ fn bundle_runs_like_its_source_and_carries_its_tokenizer() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["text"].as_str(), g.text.as_deref());
     let o = esp_llm().arg("inspect").arg(&b).output().unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains("esp-llm bundle v1"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("esp-llm bundle v1"));
+    // The file's size in the memory lines' units, the exact byte count beside, no raw count alone.
+    let len = std::fs::metadata(&b).unwrap().len();
+    let file = out.lines().find(|l| l.starts_with("file ")).unwrap();
+    let human = match len {
+        n if n >= 1 << 20 => format!("{:.1} MB ({n} B)", n as f64 / 1048576.0),
+        n => format!("{:.1} KB ({n} B)", n as f64 / 1024.0),
+    };
+    assert!(file.ends_with(&human), "{file:?} should end with {human:?}");
+    assert!(!file.contains("bytes)"), "{file}");
 }
 
 #[test]
