@@ -232,7 +232,8 @@ fn prepare(
         .ok_or_else(|| format!("not enough RAM for even one position ({budget} bytes free)"))?;
     let (transformer, cap) = plan::build_shrinking(cap, |cap| {
         let (kernels, workers) = (kernels::best(), workers());
-        let options = Options { seq_len: Some(cap), kernels, workers, numerics, ..Options::default() };
+        let options =
+            Options { seq_len: Some(cap), kernels, workers, numerics, ..Options::default() };
         Transformer::new(ckpt.clone(), options)
     })
     .map_err(|e| format!("model: {e}"))?;

@@ -21,7 +21,14 @@ pub const DEFAULT_PROMPTS: [&str; 5] = [
     "Tom and Ben were best friends. One day they found a big box",
 ];
 
+/// What the table's columns mean: printed under the table and in `eval --help`.
+pub const COLUMNS: &str = "\
+top-1: positions where both models' most likely next token agree (the reference's greedy tokens fed to both)
+greedy: generated tokens the two greedy stories share before they first differ / tokens generated
+max |dl|: largest difference between the two models' logits";
+
 #[derive(clap::Args)]
+#[command(after_help = format!("Columns, per prompt:\n{COLUMNS}"))]
 pub struct Args {
     /// Reference model (usually fp32).
     pub reference: PathBuf,
@@ -127,8 +134,6 @@ pub fn main(a: Args) -> Result<()> {
         total.positions,
         100.0 * mean_greedy
     );
-    outln!("top-1: positions where both models' most likely next token agree (the reference's greedy tokens fed to both)");
-    outln!("greedy: generated tokens the two greedy stories share before they first differ / tokens generated");
-    outln!("max |dl|: largest difference between the two models' logits");
+    outln!("{COLUMNS}");
     Ok(())
 }

@@ -8,6 +8,7 @@ use crate::files;
 use crate::layout::{parse_flash_size, FlashSizeArg};
 use crate::packing::{self, QuantArg, Target};
 use crate::port;
+use crate::setup::Widest;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context, Result};
 use esp_idf_part::PartitionTable;
@@ -204,11 +205,25 @@ pub fn model_bundle(
                 );
                 (chosen.bytes, Some(chosen.plan))
             }
-            // Nothing fit: pack as asked (or as the source is) so the errors below say why.
+            // Nothing fit: pack as asked, or else the first layout `fastest` tried that fits the
+            // partition (the source's own, int8, else int4), so that the errors below say why
+            // and advise only what was not tried.
             None => {
                 let int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
-                let q =
-                    if int8 || quant == Some(QuantArg::Q8) { Quant::Q8(None) } else { Quant::F32 };
+                let q = match quant {
+                    Some(q) => packing::asked(q).0,
+                    None => {
+                        let fits = |q| {
+                            bundle::packed_len(&ck, tok.len(), q)
+                                .is_ok_and(|n| n <= r.model_size as usize)
+                        };
+                        let source = if int8 { Quant::Q8(None) } else { Quant::F32 };
+                        [source, Quant::Q8(None)]
+                            .into_iter()
+                            .find(|&q| fits(q))
+                            .unwrap_or(packing::asked(QuantArg::Q4).0)
+                    }
+                };
                 (packing::pack(&ck, &tok, q, bytes.len())?.0, None)
             }
         }
@@ -218,16 +233,17 @@ pub fn model_bundle(
         None => {
             let parsed = Checkpoint::parse(&bytes);
             if bytes.len() > r.model_size as usize {
-                let f32_weights = !matches!(parsed?.weights.token_embedding, Matrix::Q8(_));
+                let widest = Widest::of(&parsed?.weights);
                 bail!(
                     "the model bundle is {} ({} bytes) but the 'model' partition holds {}; {}",
                     human(bytes.len()),
                     bytes.len(),
                     human(r.model_size as usize),
-                    if f32_weights {
-                        "use an int8 bundle (esp-llm pack --quant q8), a smaller model or a bigger flash layout (--flash-size)"
-                    } else {
-                        "use a smaller model or a bigger flash layout (--flash-size)"
+                    // Only what would shrink this bundle: no int8 advice for int8, none for int4.
+                    match widest {
+                        Widest::F32 => "use an int8 bundle (esp-llm pack --quant q8), a smaller model or a bigger flash layout (--flash-size)",
+                        Widest::Int8 => "use an int4 bundle (esp-llm pack --quant q4), a smaller model or a bigger flash layout (--flash-size)",
+                        Widest::Int4 => "use a smaller model or a bigger flash layout (--flash-size)",
                     }
                 );
             }

@@ -82,7 +82,8 @@ pub fn main(a: Args) -> Result<()> {
         outln!("{out}");
         return verdict(&path, crc, a.verify);
     }
-    outln!("file          {} ({} bytes)", path.display(), blob.len());
+    // The file's size as the memory lines below print theirs: human units, exact bytes beside.
+    outln!("file          {}  {} ({} B)", path.display(), human(blob.len()), blob.len());
     outln!("format        {}", ck.format);
     outln!(
         "config        dim {} · hidden_dim {} · n_layers {} · n_heads {} · n_kv_heads {} · vocab_size {} · seq_len {}",

@@ -163,6 +163,19 @@ pub fn best_quality(
     Ok((None, skipped))
 }
 
+/// The layout a `--quant` asks for, with its name for messages.
+pub fn asked(q: QuantArg) -> (Quant, &'static str) {
+    match q {
+        QuantArg::F32 => (Quant::F32, "f32"),
+        QuantArg::Q8 => (Quant::Q8(None), "int8"),
+        QuantArg::Q4 => (Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4"),
+        QuantArg::Mixed => (MIXED, "int4/int8 mixed"),
+    }
+}
+
+/// `--quant mixed`, and the mixed layout `flash` tries when no int8 one fits.
+const MIXED: Quant = Quant::Mixed { embedding: Precision::Q4(96), layers: Precision::Q8(None) };
+
 /// `flash`/`image --model` with a checkpoint: the layout `quant` asks for, or else the one the
 /// chip's plan runs fastest, with a name for the message. `None` when nothing fits the
 /// partition (nor, when not asked for, the plan).
@@ -174,12 +187,8 @@ pub fn fastest(
     t: Target,
 ) -> Result<Option<(Candidate, &'static str)>> {
     let int8 = matches!(ck.weights.token_embedding, Matrix::Q8(_));
-    let mixed = Quant::Mixed { embedding: Precision::Q4(96), layers: Precision::Q8(None) };
     let mut candidates: Vec<(Quant, &'static str)> = match quant {
-        Some(QuantArg::F32) => vec![(Quant::F32, "f32")],
-        Some(QuantArg::Q8) => vec![(Quant::Q8(None), "int8")],
-        Some(QuantArg::Q4) => vec![(Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")],
-        Some(QuantArg::Mixed) => vec![(mixed, "int4/int8 mixed")],
+        Some(q) => vec![asked(q)],
         // An int8 source keeps its own groups; an f32 one may stay f32 or become int8; int4
         // layouts only when nothing larger fits the partition (see below).
         None if int8 => vec![(Quant::Q8(None), "int8")],
@@ -190,8 +199,7 @@ pub fn fastest(
         .iter()
         .any(|(q, _)| bundle::packed_len(ck, tokenizer.len(), *q).is_ok_and(|n| n <= t.partition));
     if quant.is_none() && !fits_int8 {
-        candidates =
-            vec![(mixed, "int4/int8 mixed"), (Quant::Q4(bundle::DEFAULT_Q4_GROUP), "int4")];
+        candidates = vec![asked(QuantArg::Mixed), asked(QuantArg::Q4)];
     }
     // Keep the candidate the plan says is fastest (the first on a tie: f32 before int8); an
     // asked-for layout is kept even when its plan fails, so that the caller can say why.

@@ -1,9 +1,11 @@
 //! `esp-llm plan`: where a model's parts go on a chip, whether it fits, and how fast it may run.
 
 use crate::files;
+use crate::setup::Widest;
 use crate::units::human;
 use anyhow::{bail, Context, Result};
 use esp_llm_board::plan::{self, Region};
+use esp_llm_engine::model::Matrix;
 use esp_llm_engine::Checkpoint;
 use esp_llm_engine::Needs;
 use std::path::PathBuf;
@@ -52,10 +54,12 @@ pub fn main(a: Args) -> Result<()> {
             blob.len(),
             human(partition),
             human(flash),
-            if matches!(ck.weights.token_embedding, esp_llm_engine::model::Matrix::F32 { .. }) {
-                "pack it as int8 or int4 (`esp-llm pack --fit <chip>` picks the best layout that fits), use a smaller model, or more flash (--flash)"
-            } else {
-                "repack it with int4 tables (`esp-llm pack --fit <chip>`), use a smaller model, or more flash (--flash)"
+            // Only what would shrink this model: never int8 for int8, nor int4 tables twice.
+            match Widest::of(&ck.weights) {
+                Widest::F32 => "pack it as int8 or int4 (`esp-llm pack --fit <chip>` picks the best layout that fits), use a smaller model, or more flash (--flash)",
+                Widest::Int8 if matches!(ck.weights.token_embedding, Matrix::Q8(_)) => "repack it with int4 tables (`esp-llm pack --fit <chip>`), use a smaller model, or more flash (--flash)",
+                Widest::Int8 => "repack it as int4 throughout (`esp-llm pack --quant q4`), use a smaller model, or more flash (--flash)",
+                Widest::Int4 => "use a smaller model or more flash (--flash)",
             }
         );
     }
@@ -144,7 +148,8 @@ pub fn main(a: Args) -> Result<()> {
         "estimate  ~{:.0} tok/s with the portable kernels (cost model: docs/plan.md)",
         p.tok_per_s
     );
-    if p.weights != Region::Sram && needs.int8_fraction == 0.0 {
+    // Only for f32 weights (an int4 model has no int8 matmuls either, and is smaller still).
+    if p.weights != Region::Sram && Widest::of(&ck.weights) == Widest::F32 {
         outln!("hint      an int8 bundle (`esp-llm pack --quant q8`) is a quarter of the size");
     }
     Ok(())

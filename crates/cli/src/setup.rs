@@ -8,6 +8,7 @@ use crate::files::{self, Blob};
 use anyhow::{bail, Context, Result};
 use esp_llm_engine::checkpoint::bundle;
 use esp_llm_engine::kernels::{self, Kernels};
+use esp_llm_engine::model::{Matrix, Weights};
 use esp_llm_engine::parallel::pool::Pool;
 use esp_llm_engine::transformer::DEFAULT_PREFILL;
 use esp_llm_engine::{Checkpoint, Footprint, Layout, Math, Numerics, Options, Transformer};
@@ -118,6 +119,26 @@ pub fn transformer<'a>(
     Ok(Transformer::new(ck, options)?)
 }
 
+/// The widest storage among a model's weight matrices (norms are always f32): what an error may
+/// still advise (f32 -> int8 or int4, int8 -> int4), so that it never advises what was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Widest {
+    Int4,
+    Int8,
+    F32,
+}
+
+impl Widest {
+    pub fn of(w: &Weights<'_>) -> Widest {
+        let of = |m: &Matrix<'_>| match m {
+            Matrix::F32 { .. } => Widest::F32,
+            Matrix::Q8(_) => Widest::Int8,
+            Matrix::Q4(_) => Widest::Int4,
+        };
+        w.matrices().map(|(_, _, m)| of(m)).max().unwrap_or(Widest::Int4)
+    }
+}
+
 /// What a run of `ck` needs (weights, KV cache, activations at the prefill batch), checked
 /// against `--max-memory` and against the memory the system has available, before allocating.
 pub fn check_memory(
@@ -139,8 +160,20 @@ pub fn check_memory(
     );
     if let Some(max) = max {
         if need > max {
-            let hint = if fp.repacked > 0 { " or --layout row-major" } else { "" };
-            bail!("this run needs {need} bytes ({parts}), more than --max-memory {max}; try an int8 model{hint}");
+            // Only what would shrink this model: no int8 advice for an int8 model.
+            let mut tries = match Widest::of(&ck.weights) {
+                Widest::F32 => vec!["an int8 model (esp-llm quantize)"],
+                Widest::Int8 => vec!["an int4 bundle (esp-llm pack --quant q4)"],
+                Widest::Int4 => vec![],
+            };
+            if fp.repacked > 0 {
+                tries.push("--layout row-major");
+            }
+            tries.push("a smaller model");
+            bail!(
+                "this run needs {need} bytes ({parts}), more than --max-memory {max}; try {}",
+                tries.join(" or ")
+            );
         }
     }
     if let Some(avail) = mem_available() {

@@ -44,7 +44,17 @@ fn bundle_runs_like_its_source_and_carries_its_tokenizer() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["text"].as_str(), g.text.as_deref());
     let o = esp_llm().arg("inspect").arg(&b).output().unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains("esp-llm bundle v1"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("esp-llm bundle v1"));
+    // The file's size in the memory lines' units, the exact byte count beside, no raw count alone.
+    let len = std::fs::metadata(&b).unwrap().len();
+    let file = out.lines().find(|l| l.starts_with("file ")).unwrap();
+    let human = match len {
+        n if n >= 1 << 20 => format!("{:.1} MB ({n} B)", n as f64 / 1048576.0),
+        n => format!("{:.1} KB ({n} B)", n as f64 / 1024.0),
+    };
+    assert!(file.ends_with(&human), "{file:?} should end with {human:?}");
+    assert!(!file.contains("bytes)"), "{file}");
 }
 
 #[test]
@@ -112,6 +122,57 @@ fn plan_refuses_what_cannot_fit() {
     assert!(!err.contains("int8"), "{err}");
     let o = esp_llm().arg("plan").arg(&m).args(["--chip", "esp8266"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown chip"));
+}
+
+/// Errors and hints advise only what would shrink the model (issue #18 item 9): int8 for f32,
+/// int4 for int8, neither for int4 (`run --max-memory`, `plan`'s partition error and hint).
+#[test]
+fn advice_is_never_what_was_already_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = shared("models");
+    let q4 = pack(dir.path(), "q4.ellb", &["--quant", "q4"]);
+    let run = |m: &Path| {
+        let o = esp_llm().arg("run").arg(m).args(["--max-memory", "100K"]).output().unwrap();
+        assert!(!o.status.success(), "{} under 100K", m.display());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = run(&models.join("stories260K.bin"));
+    assert!(e.contains("more than --max-memory") && e.contains("try an int8 model"), "{e}");
+    let e = run(&models.join("stories260K_q80.bin"));
+    assert!(e.contains("try an int4 bundle") && !e.contains("int8"), "{e}");
+    let e = run(&q4);
+    assert!(e.contains("try a smaller model") && !e.contains("int8") && !e.contains("int4"), "{e}");
+    let o = esp_llm().arg("plan").arg(&q4).args(["--chip", "esp32c3", "--flash", "256K"]).output();
+    let e = String::from_utf8_lossy(&o.unwrap().stderr).into_owned();
+    assert!(e.contains("holds 0 B") && e.contains("use a smaller model"), "{e}");
+    assert!(!e.contains("int8") && !e.contains("int4") && !e.contains("repack"), "{e}");
+    // plan's hint: f32 weights read from flash are told about int8, int4 ones are not.
+    let plan = |m: &Path| {
+        let o = esp_llm().arg("plan").arg(m).args(["--chip", "esp32c3"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(plan(&models.join("stories260K.bin")).contains("hint      an int8 bundle"));
+    let big = dir.path().join("big.bin");
+    let o = esp_llm()
+        .args(["synth", "-q", "--shape", "256x768x4x4x4x512x64", "-o"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let big_q4 = dir.path().join("big-q4.ellb");
+    let o = esp_llm()
+        .arg("pack")
+        .arg(&big)
+        .arg("-z")
+        .arg(models.join("tok512.bin"))
+        .args(["--quant", "q4", "-o"])
+        .arg(&big_q4)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = plan(&big_q4);
+    assert!(p.contains("from flash") && !p.contains("hint"), "{p}");
 }
 
 /// Flash and PSRAM sizes take the same units (`16MB`, `32M`, a bare number is MB), and 32 MB

@@ -152,6 +152,39 @@ fn flash_refuses_before_touching_the_port() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown chip 'esp8266'"));
 }
 
+/// A bundle too big for the partition is told only what would shrink it: an asked-for int8
+/// layout is packed as asked and advised int4, not int8 (issue #18 item 9).
+#[test]
+fn too_big_bundle_is_not_advised_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf =
+        write(dir.path(), "fw.elf", &tiny_elf(0x4200_0020, &[0x6f, 0x00, 0x00, 0x00].repeat(64)));
+    // 3.5 M parameters: int8 is 3.6 MB, more than the 3 MB model partition of 4 MB of flash.
+    let big = dir.path().join("big.bin");
+    let o = Command::cargo_bin("esp-llm")
+        .unwrap()
+        .args(["synth", "-q", "--shape", "256x768x4x4x4x512x64", "-o"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::cargo_bin("esp-llm")
+        .unwrap()
+        .args(["image", "--chip", "esp32c3", "--quant", "q8", "-z"])
+        .arg(shared("models").join("tok512.bin"))
+        .arg("-o")
+        .arg(dir.path().join("x.bin"))
+        .arg("--model")
+        .arg(&big)
+        .arg(&elf)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("but the 'model' partition holds 3.0 MB"), "{err}");
+    assert!(err.contains("use an int4 bundle") && !err.contains("int8 bundle"), "{err}");
+}
+
 const C3_ARCH: &str = "rv32i2p1_m2p0_c2p0_zicsr2p0";
 
 #[test]

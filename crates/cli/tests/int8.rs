@@ -103,6 +103,40 @@ fn int8_quality_against_fp32() {
     assert_eq!(v["prompts"].as_array().unwrap().len(), 5);
 }
 
+/// `eval`'s columns are explained in `eval --help` and under its table; `run --help` says a
+/// bundle is a model too.
+#[test]
+fn eval_columns_and_run_models_are_explained() {
+    let help = |args: &[&str]| {
+        let o = esp_llm().args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let columns = ["top-1: positions where", "greedy: generated tokens", "max |dl|: largest"];
+    for h in [help(&["eval", "--help"]), help(&["eval", "-h"])] {
+        for c in columns {
+            assert!(h.contains(c), "eval help lacks {c:?}:\n{h}");
+        }
+    }
+    let models = shared("models");
+    let o = esp_llm()
+        .arg("eval")
+        .arg(models.join("stories260K.bin"))
+        .arg(models.join("stories260K_q80.bin"))
+        .args(["-n", "8", "-i", "Once upon a time"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("top-1") && table.contains("max |dl|"), "{table}");
+    for c in columns {
+        assert!(table.contains(c), "eval output lacks {c:?}:\n{table}");
+    }
+    let run = help(&["run", "--help"]);
+    assert!(run.contains("esp-llm bundle"), "{run}");
+    assert!(!run.contains("must be a llama2.c"), "{run}");
+}
+
 /// `--numerics fixed` runs the integer path on an int8 model (the same text as the engine
 /// gives through the library), says so with `-v`, and refuses an fp32 model with the reason.
 #[test]
