@@ -12,6 +12,7 @@
 #                     run time by semihosting into the emulated PSRAM (QEMU -m 32M, mapped
 #                     through the cache MMU at 0x3C000000), 8 forward passes from BOS with the
 #                     LX7 kernels and the full context: instructions per position 0..7
+#                     (`--steps N`: N forward passes, up to the 256 positions of the context)
 #
 # Needs (never committed, built by hand from Espressif's public repositories):
 #   ESP_XTENSA_BIN   directory holding xtensa-esp32s3-elf-as and xtensa-esp32s3-elf-ld
@@ -32,7 +33,8 @@ while [ $# -gt 0 ]; do
     --phases) mode=phases ;;
     --shape) shape=${2:?--shape needs a name}; shift ;;
     --quant) quant=${2:?--quant needs q4 or q8}; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --steps) export LX7BENCH_BIG_STEPS=${2:?--steps needs a number}; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: $0 [--portable|--scalar|--phases] | --shape NAME [--quant q4|q8]" >&2; exit 2 ;;
   esac
   shift
@@ -104,7 +106,7 @@ big_main() {
   "$LD" -T "$here/link.x" --gc-sections --defsym=lx7bench_main=lx7bench_big \
     --defsym=__heap_start=$heap --defsym=__heap_end=0x3E000000 \
     -o "$obj/lx7-big.elf" "${objs[@]}"
-  local out=$out_dir/lx7-big-$shape-$quant.txt rc=0
+  local out=$out_dir/lx7-big-$shape-$quant-${LX7BENCH_BIG_STEPS:-8}.txt rc=0
   (cd "$big" && timeout 3000 "$ESP_QEMU_XTENSA" -M esp32s3 -m 32M -nographic -semihosting \
     -monitor none -serial none -kernel "$obj/lx7-big.elf") >"$out" 2>&1 </dev/null || rc=$?
   get() { sed -n "s/^$1: //p" "$out"; }

@@ -442,7 +442,13 @@ fn big(c: &mut Console) -> Result<(), alloc::string::String> {
     let _ = writeln!(
         c,
         "model: lx7big.ellb dim {} hidden {} layers {} heads {} kv_heads {} vocab {} seq {}",
-        cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.vocab_size, cfg.seq_len
+        cfg.dim,
+        cfg.hidden_dim,
+        cfg.n_layers,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.vocab_size,
+        cfg.seq_len
     );
     let _ = writeln!(c, "bundle_bytes: {len}");
     let _ = writeln!(c, "kernels: {}", kern.name());
