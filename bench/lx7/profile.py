@@ -7,7 +7,9 @@ Runs the ELF with `-d in_asm,exec,nochain` streamed through a FIFO, counts the i
 every translation block each time it executes, and charges them to the function whose symbol
 (from `nm`) contains the block's address: self counts, no call stacks. Prints the TOP functions
 with their share and their count per forward pass (the run's total divided by the `forwards:`
-line of the program's output, so setup is included in the figures).
+line of the program's output, so setup is included in the figures). QEMU runs in the current
+directory with the extra arguments of $LX7_QEMU_ARGS (the 15M-shape ELF: run it from
+target/big with LX7_QEMU_ARGS="-m 32M").
 """
 import bisect, os, re, subprocess, sys, tempfile, threading
 
@@ -42,7 +44,8 @@ tmp = tempfile.mkdtemp()
 fifo = os.path.join(tmp, "log")
 os.mkfifo(fifo)
 outfile = os.path.join(tmp, "out.txt")
-proc = subprocess.Popen([qemu, "-M", "esp32s3", "-nographic", "-semihosting", "-monitor", "none",
+extra = os.environ.get("LX7_QEMU_ARGS", "").split()
+proc = subprocess.Popen([qemu, "-M", "esp32s3", *extra, "-nographic", "-semihosting", "-monitor", "none",
                          "-serial", "none", "-d", "in_asm,exec,nochain", "-D", fifo, "-kernel", elf],
                         stdout=open(outfile, "w"), stderr=subprocess.DEVNULL)
 tb_len, counts = {}, {}

@@ -6,6 +6,13 @@
 #   run.sh --portable the same with the engine's portable kernels (no LX7 assembly)
 #   run.sh --scalar   the same with the engine's Scalar reference kernels
 #   run.sh --phases   the LX7 kernels, also counting the instructions inside the matmuls
+#   run.sh --shape stories15M [--quant q4|q8]
+#                     instead: a synthetic checkpoint of that shape (`esp-llm synth`), packed as
+#                     a bundle (`esp-llm pack --quant`, default q4, tokenizer.bin), loaded at
+#                     run time by semihosting into the emulated PSRAM (QEMU -m 32M, mapped
+#                     through the cache MMU at 0x3C000000), 8 forward passes from BOS with the
+#                     LX7 kernels and the full context: instructions per position 0..7
+#                     (`--steps N`: N forward passes, up to the 256 positions of the context)
 #
 # Needs (never committed, built by hand from Espressif's public repositories):
 #   ESP_XTENSA_BIN   directory holding xtensa-esp32s3-elf-as and xtensa-esp32s3-elf-ld
@@ -17,15 +24,25 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 mode=lx7
-for a in "$@"; do
-  case $a in
+shape=
+quant=q4
+while [ $# -gt 0 ]; do
+  case $1 in
     --portable) mode=portable ;;
     --scalar) mode=scalar ;;
     --phases) mode=phases ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--portable|--scalar]" >&2; exit 2 ;;
+    --shape) shape=${2:?--shape needs a name}; shift ;;
+    --quant) quant=${2:?--quant needs q4 or q8}; shift ;;
+    --steps) export LX7BENCH_BIG_STEPS=${2:?--steps needs a number}; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--portable|--scalar|--phases] | --shape NAME [--quant q4|q8]" >&2; exit 2 ;;
   esac
+  shift
 done
+if [ -n "$shape" ] && [ $mode != lx7 ]; then
+  echo "run.sh: --shape runs the LX7 kernels only" >&2
+  exit 2
+fi
 
 missing=()
 if [ -z "${ESP_XTENSA_BIN:-}" ] || [ ! -x "$ESP_XTENSA_BIN/xtensa-esp32s3-elf-as" ] \
@@ -65,6 +82,66 @@ export CARGO_TARGET_DIR=$target_dir
 out_dir=${OUT:-$target_dir/out}
 obj=$target_dir/obj
 mkdir -p "$out_dir" "$obj"
+
+# --shape: the bundle in PSRAM (lx7bench_big in src/lib.rs), after steps 1-3 below.
+big_main() {
+  local big=$target_dir/big cli ws=$here/../..
+  mkdir -p "$big"
+  # The host CLI (workspace target dir), then the synthetic checkpoint and its bundle.
+  env -u RUSTC -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR="$ws/target" "$cargo_host" build --quiet \
+    --release --manifest-path "$ws/Cargo.toml" -p esp-llm
+  cli=$ws/target/release/esp-llm
+  local src=$big/$shape.bin bundle=$big/$shape-$quant.ellb tok=
+  for d in ${ESP_LLM_MODELS:-} $(p=$here; while [ "$p" != / ]; do echo "$p/shared/models"; p=$(dirname "$p"); done); do
+    [ -f "$d/tokenizer.bin" ] && { tok=$d/tokenizer.bin; break; }
+  done
+  [ -n "$tok" ] || { echo "run.sh: no tokenizer.bin in \$ESP_LLM_MODELS or any shared/models" >&2; return 1; }
+  [ -s "$src" ] || "$cli" synth --shape "$shape" -q -o "$src"
+  [ -s "$bundle" ] && [ "$bundle" -nt "$src" ] || "$cli" pack "$src" -z "$tok" --quant "$quant" -o "$bundle" >&2
+  ln -sf "$(basename "$bundle")" "$big/lx7big.ellb"
+  local size heap
+  size=$(stat -L -c %s "$bundle")
+  heap=$(( (0x3C000000 + size + 0xffff) & ~0xffff ))
+  # The heap (run state, KV cache) in PSRAM past the bundle, up to the 32 MiB window's end.
+  "$LD" -T "$here/link.x" --gc-sections --defsym=lx7bench_main=lx7bench_big \
+    --defsym=__heap_start=$heap --defsym=__heap_end=0x3E000000 \
+    -o "$obj/lx7-big.elf" "${objs[@]}"
+  local out=$out_dir/lx7-big-$shape-$quant-${LX7BENCH_BIG_STEPS:-8}.txt rc=0
+  (cd "$big" && timeout 3000 "$ESP_QEMU_XTENSA" -M esp32s3 -m 32M -nographic -semihosting \
+    -monitor none -serial none -kernel "$obj/lx7-big.elf") >"$out" 2>&1 </dev/null || rc=$?
+  get() { sed -n "s/^$1: //p" "$out"; }
+  local ipt
+  ipt=$(get icount_per_token)
+  if [ $rc != 0 ] || [ -z "$ipt" ]; then
+    echo "run.sh: $shape $quant failed (exit $rc), output in $out:" >&2
+    tail -5 "$out" >&2
+    echo "FAIL lx7 $shape $quant: no result"
+    return 1
+  fi
+  # The tokens equal the host engine's on the same bundle (greedy from BOS, Scalar kernels,
+  # portable math, as many forward passes).
+  local want got status=0 note
+  want=$("$cli" run "$bundle" -t 0 -n "$(get forwards)" --kernels scalar --math portable --json \
+    2>/dev/null | python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["tokens"])))') \
+    || want="(host run failed)"
+  got=$(get tokens)
+  if [ "$got" == "$want" ]; then
+    note="ok   lx7 $shape $quant: tokens equal the host's (esp-llm run, scalar kernels)"
+  else
+    note="FAIL lx7 $shape $quant: tokens $got, the host's $want"
+    status=1
+  fi
+  echo
+  echo "| ISA | model | kernels | instructions/token | first forward | last forward | forwards |"
+  echo "|---|---|---|---:|---:|---:|---:|"
+  echo "| lx7 | $shape $quant (synthetic, $size-byte bundle in PSRAM) | $(get kernels) | $ipt | $(get icount_forward_first) | $(get icount_forward_last) | $(get forwards) |"
+  echo
+  echo "per position: $(get icount_per_position)"
+  echo "outputs: $out"
+  echo "ok   lx7 $shape $quant: $ipt instructions/token over $(get forwards) positions"
+  echo "$note"
+  return $status
+}
 
 # 1. Rust -> LX7 assembly, one .s per crate (upstream LLVM's Xtensa object files cannot be
 #    linked, its assembly can). Every crate gets the windowed ABI from lx7.json; the engine and
@@ -133,6 +210,14 @@ shim=$obj/shim.S
 "$AS" "$shim" -o "$obj/shim.o"
 objs+=("$obj/shim.o")
 
+cargo_host=$(command -v cargo || echo /usr/bin/cargo)
+[ -x "$HOME/.cargo/bin/cargo" ] && cargo_host=$HOME/.cargo/bin/cargo
+
+if [ -n "$shape" ]; then
+  big_main "$@"
+  exit $?
+fi
+
 # 4. Link one ELF per configuration.
 configs=(check fp32 int8 int4 q80)
 for cfg in "${configs[@]}"; do
@@ -188,8 +273,6 @@ if [ -n "$ck_n" ] && [ "$ck_n" = "$ck_m" ] && [ "$ck_m" -ge 1000 ]; then
 else
   fail "kernel checks: ${check_line:-no result} (want N/N >= 1000 shapes bit-exact)"
 fi
-cargo_host=$(command -v cargo || echo /usr/bin/cargo)
-[ -x "$HOME/.cargo/bin/cargo" ] && cargo_host=$HOME/.cargo/bin/cargo
 host_dir=$here/target/host
 if env -u RUSTC -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR="$host_dir" "$cargo_host" build --quiet \
   --release --manifest-path "$here/../rv32/host/Cargo.toml"; then

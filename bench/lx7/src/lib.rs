@@ -71,6 +71,12 @@ extern "C" {
     fn lx7_write(buf: *const u8, len: usize);
     /// Ends the emulator with this exit status.
     fn lx7_exit(code: u32) -> !;
+    /// Semihosting open(2) on the host (`path` NUL-terminated); a descriptor or -1.
+    fn lx7_open(path: *const u8, flags: u32, mode: u32) -> i32;
+    /// Semihosting read(2): bytes read, 0 at the end of the file, -1 on an error.
+    fn lx7_read(fd: i32, buf: *mut u8, len: usize) -> i32;
+    /// Semihosting close(2).
+    fn lx7_close(fd: i32) -> i32;
 }
 
 /// The ICOUNT register: instructions retired so far, modulo 2^32.
@@ -331,6 +337,162 @@ pub extern "C" fn lx7bench_check() -> ! {
     let ok = check::run(&mut c, chosen());
     c.flush();
     exit(if ok { 0 } else { 3 })
+}
+
+/// Where the emulated PSRAM appears on the data bus: the cache MMU's virtual window
+/// (0x3C000000, 512 pages of 64 KiB; QEMU hw/misc/esp32s3_cache.c).
+pub const PSRAM_BASE: usize = 0x3C00_0000;
+/// The PSRAM mapped, in bytes: run QEMU with `-m 32M` (fewer megabytes leave the upper pages
+/// without memory behind them).
+pub const PSRAM_SIZE: usize = 32 << 20;
+/// The MMU table of the cache (DR_REG_MMU_TABLE): entry i maps virtual page i.
+const MMU_TABLE: usize = 0x600C_5000;
+/// Entry bits: page number (14 bits), invalid (bit 14), type (bit 15: 1 = PSRAM).
+const MMU_PSRAM: u32 = 1 << 15;
+/// The bundle `lx7bench_big` loads into PSRAM (relative to QEMU's working directory).
+pub const BIG_BUNDLE: &[u8] = b"lx7big.ellb\0";
+/// Forward passes of `lx7bench_big` (positions 0..BIG_STEPS): 8, or `$LX7BENCH_BIG_STEPS`.
+pub const BIG_STEPS: usize = match option_env!("LX7BENCH_BIG_STEPS") {
+    Some(s) => parse_usize(s),
+    None => 8,
+};
+
+/// Maps PSRAM page i at PSRAM_BASE + i * 64 KiB, identity, for the whole window.
+fn map_psram() {
+    for i in 0..PSRAM_SIZE >> 16 {
+        // SAFETY: the cache MMU table is a device register array of 512 words.
+        unsafe { core::ptr::write_volatile((MMU_TABLE + 4 * i) as *mut u32, MMU_PSRAM | i as u32) };
+    }
+}
+
+/// Reads the host file `path` (NUL-terminated) to PSRAM_BASE by semihosting; its length.
+fn load_to_psram(path: &[u8], limit: usize) -> Result<usize, &'static str> {
+    // SAFETY: `path` is NUL-terminated; the reads go to the mapped PSRAM window, below `limit`.
+    unsafe {
+        let fd = lx7_open(path.as_ptr(), 0, 0);
+        if fd < 0 {
+            return Err("cannot open the bundle (semihosting open)");
+        }
+        let mut len = 0usize;
+        loop {
+            let want = (limit - len).min(1 << 20);
+            if want == 0 {
+                lx7_close(fd);
+                return Err("the bundle does not fit in the PSRAM window");
+            }
+            let n = lx7_read(fd, (PSRAM_BASE + len) as *mut u8, want);
+            if n < 0 {
+                lx7_close(fd);
+                return Err("semihosting read failed");
+            }
+            if n == 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        lx7_close(fd);
+        Ok(len)
+    }
+}
+
+/// The 15M-shape (or any) bundle from the host, in the emulated PSRAM: map the PSRAM, load the
+/// bundle `lx7big.ellb` by semihosting, verify its CRC, then greedy-run BIG_STEPS forward
+/// passes from BOS with the full context (the heap, KV cache included, is in PSRAM too: run.sh
+/// links this configuration with `__heap_start` past the bundle).
+#[no_mangle]
+pub extern "C" fn lx7bench_big() -> ! {
+    map_psram();
+    let mut c = Console::new();
+    let code = match big(&mut c) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(c, "ERROR: {e}");
+            1
+        }
+    };
+    c.flush();
+    exit(code)
+}
+
+fn big(c: &mut Console) -> Result<(), alloc::string::String> {
+    use alloc::string::ToString;
+    use esp_llm_engine::checkpoint::bundle;
+    let heap = core::ptr::addr_of!(__heap_start) as usize;
+    if !(PSRAM_BASE..PSRAM_BASE + PSRAM_SIZE).contains(&heap) {
+        return Err("the heap is not in PSRAM: link lx7bench_big with run.sh --shape".to_string());
+    }
+    let t_load = icount();
+    let len = load_to_psram(BIG_BUNDLE, heap - PSRAM_BASE).map_err(|e| e.to_string())?;
+    let load = icount().wrapping_sub(t_load);
+    // SAFETY: `len` bytes were just written there; nothing writes them again (the heap starts
+    // past the bundle).
+    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(PSRAM_BASE as *const u8, len) };
+    let t_start = icount();
+    bundle::verify(bytes).map_err(|e| e.to_string())?;
+    let b = bundle::Bundle::parse(bytes).map_err(|e| e.to_string())?;
+    let cfg = b.checkpoint.config;
+    let vocab = cfg.vocab_size;
+    let kern = chosen();
+    let options = Options {
+        kernels: kern,
+        workers: Box::new(Serial),
+        numerics: Numerics::Float,
+        math: Math::Portable,
+        ..Options::default()
+    };
+    let tokenizer = Tokenizer::from_bytes(b.tokenizer, vocab).map_err(|e| e.to_string())?;
+    let mut transformer = Transformer::new(b.checkpoint, options).map_err(|e| e.to_string())?;
+    let mut sampler = Sampler::new(vocab, 0.0, 0.9, 0).map_err(|e| e.to_string())?;
+    let setup = icount().wrapping_sub(t_start);
+
+    let mut tokens: Vec<u32> = Vec::with_capacity(BIG_STEPS + 1);
+    let mut text: Vec<u8> = Vec::new();
+    let mut per_pos: Vec<u64> = Vec::with_capacity(BIG_STEPS);
+    let mut token = BOS;
+    tokens.push(token);
+    for pos in 0..BIG_STEPS {
+        let t0 = icount();
+        let logits = transformer.forward(token, pos).map_err(|e| e.to_string())?;
+        per_pos.push(icount().wrapping_sub(t0) as u64);
+        let next = sampler.sample(logits);
+        text.extend_from_slice(tokenizer.decode(token, next));
+        tokens.push(next);
+        token = next;
+    }
+    let forwards = per_pos.len() as u64;
+    let fwd_total: u64 = per_pos.iter().sum();
+    let _ = writeln!(
+        c,
+        "model: lx7big.ellb dim {} hidden {} layers {} heads {} kv_heads {} vocab {} seq {}",
+        cfg.dim,
+        cfg.hidden_dim,
+        cfg.n_layers,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.vocab_size,
+        cfg.seq_len
+    );
+    let _ = writeln!(c, "bundle_bytes: {len}");
+    let _ = writeln!(c, "kernels: {}", kern.name());
+    let _ = writeln!(c, "numerics: float");
+    let _ = writeln!(c, "stop: steps");
+    let _ = report::tokens_line(c, &tokens);
+    let _ = report::text_line(c, &text);
+    let _ = writeln!(c, "forwards: {forwards}");
+    let _ = writeln!(c, "icount_load: {load}");
+    let _ = writeln!(c, "icount_setup: {setup}");
+    let _ = write!(c, "icount_per_position:");
+    for n in &per_pos {
+        let _ = write!(c, " {n}");
+    }
+    let _ = writeln!(c);
+    let _ = writeln!(c, "icount_forward_total: {fwd_total}");
+    let _ = writeln!(c, "icount_forward_first: {}", per_pos.first().copied().unwrap_or(0));
+    let _ = writeln!(c, "icount_forward_last: {}", per_pos.last().copied().unwrap_or(0));
+    let _ = writeln!(c, "icount_forward_min: {}", per_pos.iter().min().copied().unwrap_or(0));
+    let _ = writeln!(c, "icount_forward_max: {}", per_pos.iter().max().copied().unwrap_or(0));
+    let _ = writeln!(c, "icount_per_token: {}", fwd_total / forwards.max(1));
+    Ok(())
 }
 
 fn bench(c: &mut Console, name: &str, model: &'static [u8]) -> Result<(), esp_llm_engine::Error> {

@@ -178,6 +178,46 @@ lx7_write:
     simcall
     retw
 
+/* Semihosting file I/O for the PSRAM configuration (`lx7bench_big`), the host's open/read/
+ * close through the same `simcall` (QEMU target/xtensa/xtensa-semi.c: open = 5, read = 3,
+ * close = 6; flags and mode are passed to the host's open(2) as they are).
+ * i32 lx7_open(const u8 *path, u32 flags, u32 mode) */
+    .section .text.lx7_open, "ax"
+    .global lx7_open
+    .align 4
+lx7_open:
+    entry   a1, 16
+    mov     a5, a4
+    mov     a4, a3
+    mov     a3, a2
+    movi    a2, 5
+    simcall
+    retw
+
+/* i32 lx7_read(i32 fd, u8 *buf, usize len): bytes read, 0 at the end, -1 on an error. */
+    .section .text.lx7_read, "ax"
+    .global lx7_read
+    .align 4
+lx7_read:
+    entry   a1, 16
+    mov     a5, a4
+    mov     a4, a3
+    mov     a3, a2
+    movi    a2, 3
+    simcall
+    retw
+
+/* i32 lx7_close(i32 fd) */
+    .section .text.lx7_close, "ax"
+    .global lx7_close
+    .align 4
+lx7_close:
+    entry   a1, 16
+    mov     a3, a2
+    movi    a2, 6
+    simcall
+    retw
+
 /* void lx7_exit(u32 code): ends QEMU with this exit status. */
     .section .text.lx7_exit, "ax"
     .global lx7_exit
