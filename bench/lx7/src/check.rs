@@ -209,10 +209,11 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
         }
     }
     // One head's attention (scores, softmax, weighted values): 1..80 positions, head sizes 8
-    // (the LX7 path) and others (the fallback), cache rows kv_dim apart.
-    for i in 0..200 {
+    // (attn.S's one-chunk path), 16, 24, 48, 64 (its chunked path) and 4, 6 (the scalar
+    // fallback), cache rows kv_dim apart.
+    for i in 0..260 {
         let (ok, n, hs, kv_dim) = crate::with_scratch(|| {
-            let hs = if i % 4 == 3 { [4usize, 16, 6][i % 3] } else { 8 };
+            let hs = if i % 4 == 3 { [4usize, 16, 6, 48, 64, 24][(i / 4) % 6] } else { 8 };
             let kv_dim = hs * (1 + rng.below(5) as usize);
             let n = 1 + rng.below(80) as usize;
             // Every fifth head has scores spread by hundreds, so softmax's exponential meets

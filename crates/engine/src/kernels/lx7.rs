@@ -28,6 +28,22 @@ extern "C" {
         kv_dim: u32,
         d: *const [f32; 2],
     ) -> u32;
+    fn esp_llm_lx7_scores8n(
+        att: *mut f32,
+        q: *const f32,
+        keys: *const f32,
+        n: u32,
+        kv_dim: u32,
+        chunks: u32,
+    );
+    fn esp_llm_lx7_values8n(
+        out: *mut f32,
+        att: *const f32,
+        values: *const f32,
+        n: u32,
+        kv_dim: u32,
+        chunks: u32,
+    );
     fn esp_llm_lx7_values8(out: *mut f32, att: *const f32, values: *const f32, n: u32, kv_dim: u32);
     fn esp_llm_lx7_div_scalar(out: *mut f32, x: *const f32, n: u32, d: f32);
     fn esp_llm_lx7_softmax(x: *mut f32, n: u32);
@@ -98,19 +114,49 @@ impl Kernels for Lx7 {
         inv: f32,
         math: Math,
     ) {
-        let n = att.len();
-        // The rows the kernels read: n of kv_dim floats apart, 8 long.
+        let (n, hs) = (att.len(), q.len());
+        // The rows the kernels read: n of kv_dim floats apart, hs long.
         let need =
-            n.checked_sub(1).and_then(|m| m.checked_mul(kv_dim)).and_then(|m| m.checked_add(8));
+            n.checked_sub(1).and_then(|m| m.checked_mul(kv_dim)).and_then(|m| m.checked_add(hs));
         let fits = need.is_some_and(|need| need <= keys.len() && need <= values.len());
         if math != Math::Portable
-            || q.len() != 8
-            || out.len() != 8
+            || hs == 0
+            || !hs.is_multiple_of(8)
+            || out.len() != hs
             || !fits
             || n > u32::MAX as usize
             || kv_dim > (u32::MAX / 4) as usize
         {
             return super::scalar::attend(out, att, q, keys, values, kv_dim, inv, math);
+        }
+        if hs > 8 {
+            // Heads of 8 * chunks values, a chunk of the query (or of the output) in registers
+            // per pass over the positions; the division and the softmax as for 8.
+            let chunks = (hs / 8) as u32;
+            // SAFETY: `keys` and `values` hold rows t * kv_dim .. + hs for every t < n
+            // (checked above), `att` has n floats and `q`/`out` hs; the kernels read and write
+            // only those.
+            unsafe {
+                esp_llm_lx7_scores8n(
+                    att.as_mut_ptr(),
+                    q.as_ptr(),
+                    keys.as_ptr(),
+                    n as u32,
+                    kv_dim as u32,
+                    chunks,
+                );
+                esp_llm_lx7_div_scalar(att.as_mut_ptr(), att.as_ptr(), n as u32, inv);
+                esp_llm_lx7_softmax(att.as_mut_ptr(), n as u32);
+                esp_llm_lx7_values8n(
+                    out.as_mut_ptr(),
+                    att.as_ptr(),
+                    values.as_ptr(),
+                    n as u32,
+                    kv_dim as u32,
+                    chunks,
+                );
+            }
+            return;
         }
         // The division by sqrt(head_size) fused into the scores when 1 <= inv < 2^16 (div.S's
         // fast path; RN(1/inv) by one IEEE division here), else, or when a score was zero,

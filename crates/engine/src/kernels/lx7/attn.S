@@ -24,7 +24,20 @@
  *     scores: rare). The range is tracked with MINU/MAXU on the scores' bits, no branch.
  *     38 instructions per position (scores8's 27 + 11), against 27 + 13 and a second call.
  *
- * Windowed ABI: a2..a7 as listed. n may be 0. Clobbers f0..f15 (caller-saved).
+ *   void esp_llm_lx7_scores8n(float *att, const float *q, const float *keys,
+ *                             uint32_t n, uint32_t kv_dim, uint32_t chunks);
+ *     scores8 for heads of 8 * chunks values (stories15M's 48, 42M/110M's 64): the query is
+ *     taken 8 values at a time, each chunk in f8..f15 for a pass over all n positions that
+ *     continues every position's left-to-right sum in att[t] (started at +0.0 by the first
+ *     chunk): the scalar twin's order. 28 instructions per position per chunk (scores8's 27
+ *     and the load of the partial sum; the first chunk stores without it).
+ *
+ *   void esp_llm_lx7_values8n(float *out, const float *att, const float *values,
+ *                             uint32_t n, uint32_t kv_dim, uint32_t chunks);
+ *     values8 for heads of 8 * chunks values: one pass over the positions per chunk of the
+ *     output, each out[i] summed over t in order. 26 instructions per position per chunk.
+ *
+ * Windowed ABI: a2..a7 as listed. n may be 0; chunks >= 1. Clobbers f0..f15 (caller-saved).
  */
 	.text
 	.align	4
@@ -194,3 +207,143 @@ esp_llm_lx7_scores8_div:
 .Lsd_ret:
 	retw
 	.size	esp_llm_lx7_scores8_div, . - esp_llm_lx7_scores8_div
+
+/* One position's 8-term chain from f0 (the partial sum, or +0.0): f0 += q[i] * k[i] for the
+ * chunk's query in f8..f15 and the keys at a4, each product and sum rounded once. */
+	.macro	chain8
+	lsi	f1, a4, 0
+	mul.s	f1, f8, f1
+	add.s	f0, f0, f1
+	lsi	f2, a4, 4
+	mul.s	f2, f9, f2
+	add.s	f0, f0, f2
+	lsi	f3, a4, 8
+	mul.s	f3, f10, f3
+	add.s	f0, f0, f3
+	lsi	f4, a4, 12
+	mul.s	f4, f11, f4
+	add.s	f0, f0, f4
+	lsi	f1, a4, 16
+	mul.s	f1, f12, f1
+	add.s	f0, f0, f1
+	lsi	f2, a4, 20
+	mul.s	f2, f13, f2
+	add.s	f0, f0, f2
+	lsi	f3, a4, 24
+	mul.s	f3, f14, f3
+	add.s	f0, f0, f3
+	lsi	f4, a4, 28
+	mul.s	f4, f15, f4
+	add.s	f0, f0, f4
+	.endm
+
+/* f8..f15 = the 8 values at \p; \p += 32. */
+	.macro	load8 p
+	lsi	f8, \p, 0
+	lsi	f9, \p, 4
+	lsi	f10, \p, 8
+	lsi	f11, \p, 12
+	lsi	f12, \p, 16
+	lsi	f13, \p, 20
+	lsi	f14, \p, 24
+	lsi	f15, \p, 28
+	addi	\p, \p, 32
+	.endm
+
+	.align	4
+	.global	esp_llm_lx7_scores8n
+	.type	esp_llm_lx7_scores8n, @function
+esp_llm_lx7_scores8n:
+	entry	a1, 32
+	slli	a6, a6, 2		/* row stride in bytes */
+	mov	a9, a4			/* keys of this chunk, position 0 */
+	/* chunk 0: att[t] = +0.0 + ... */
+	load8	a3
+	mov	a4, a9
+	mov	a8, a2
+	loopnez	a5, .Ls8n_first_end
+	const.s	f0, 0
+	chain8
+	add	a4, a4, a6
+	ssip	f0, a8, 4
+.Ls8n_first_end:
+	addi	a7, a7, -1
+	beqz	a7, .Ls8n_ret
+.Ls8n_chunk:
+	/* the next 8 query values and keys: att[t] += ... */
+	load8	a3
+	addi	a9, a9, 32
+	mov	a4, a9
+	mov	a8, a2
+	loopnez	a5, .Ls8n_end
+	lsi	f0, a8, 0
+	chain8
+	add	a4, a4, a6
+	ssip	f0, a8, 4
+.Ls8n_end:
+	addi	a7, a7, -1
+	bnez	a7, .Ls8n_chunk
+.Ls8n_ret:
+	retw
+	.size	esp_llm_lx7_scores8n, . - esp_llm_lx7_scores8n
+
+	.align	4
+	.global	esp_llm_lx7_values8n
+	.type	esp_llm_lx7_values8n, @function
+esp_llm_lx7_values8n:
+	entry	a1, 32
+	slli	a6, a6, 2
+	mov	a9, a4			/* values of this chunk, position 0 */
+.Lv8n_chunk:
+	const.s	f8, 0
+	const.s	f9, 0
+	const.s	f10, 0
+	const.s	f11, 0
+	const.s	f12, 0
+	const.s	f13, 0
+	const.s	f14, 0
+	const.s	f15, 0
+	mov	a8, a3			/* att */
+	mov	a4, a9
+	loopnez	a5, .Lv8n_end
+	lsip	f0, a8, 4		/* a = att[t] */
+	lsi	f1, a4, 0
+	mul.s	f1, f0, f1
+	add.s	f8, f8, f1
+	lsi	f2, a4, 4
+	mul.s	f2, f0, f2
+	add.s	f9, f9, f2
+	lsi	f3, a4, 8
+	mul.s	f3, f0, f3
+	add.s	f10, f10, f3
+	lsi	f4, a4, 12
+	mul.s	f4, f0, f4
+	add.s	f11, f11, f4
+	lsi	f1, a4, 16
+	mul.s	f1, f0, f1
+	add.s	f12, f12, f1
+	lsi	f2, a4, 20
+	mul.s	f2, f0, f2
+	add.s	f13, f13, f2
+	lsi	f3, a4, 24
+	mul.s	f3, f0, f3
+	add.s	f14, f14, f3
+	lsi	f4, a4, 28
+	mul.s	f4, f0, f4
+	add.s	f15, f15, f4
+	add	a4, a4, a6
+.Lv8n_end:
+	ssi	f8, a2, 0
+	ssi	f9, a2, 4
+	ssi	f10, a2, 8
+	ssi	f11, a2, 12
+	ssi	f12, a2, 16
+	ssi	f13, a2, 20
+	ssi	f14, a2, 24
+	ssi	f15, a2, 28
+	addi	a2, a2, 32
+	addi	a9, a9, 32
+	addi	a7, a7, -1
+	bnez	a7, .Lv8n_chunk
+	retw
+	.size	esp_llm_lx7_values8n, . - esp_llm_lx7_values8n
