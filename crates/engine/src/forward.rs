@@ -146,13 +146,9 @@ impl<'s> Float<'s, '_> {
 }
 
 impl Block for Float<'_, '_> {
-    fn embed(&mut self, b: usize, token: u32, pos: usize) {
-        let (dim, half) = (self.c.dim, self.c.head_size() / 2);
+    fn embed(&mut self, b: usize, token: u32, _pos: usize) {
+        let dim = self.c.dim;
         self.w.token_embedding.row_into(token as usize, &mut self.s.x[b * dim..(b + 1) * dim]);
-        // RoPE angles depend only on the position and the index within a head.
-        // (computed once per transformer: crate::rope).
-        self.s.rope_cos[b * half..][..half].copy_from_slice(&self.rope.cos(pos)[..half]);
-        self.s.rope_sin[b * half..][..half].copy_from_slice(&self.rope.sin(pos)[..half]);
     }
 
     fn norm(&mut self, norm: Norm, nb: usize) {
@@ -193,7 +189,9 @@ impl Block for Float<'_, '_> {
         let kv_at = (l * self.c.seq_len + pos0) * kv_dim;
         let s = &mut *self.s;
         for b in 0..nb {
-            let (co, si) = (&s.rope_cos[b * half..][..half], &s.rope_sin[b * half..][..half]);
+            // RoPE angles depend only on the position and the index within a head: computed
+            // once per transformer (crate::rope).
+            let (co, si) = (&self.rope.cos(pos0 + b)[..half], &self.rope.sin(pos0 + b)[..half]);
             rope(&mut s.q[b * dim..(b + 1) * dim], co, si, head_size);
             rope(&mut s.key_cache[kv_at + b * kv_dim..][..kv_dim], co, si, head_size);
         }

@@ -50,7 +50,8 @@ pub struct Buffers<A, K> {
     pub key_cache: Vec<K>,
     /// (layer, seq_len, kv_dim) value cache.
     pub value_cache: Vec<K>,
-    /// (batch, head_size / 2) RoPE cosines and sines at each position of the batch.
+    /// (batch, head_size / 2) RoPE cosines and sines at each position of the batch, in Q30:
+    /// the fixed-point numerics only (the float numerics read `crate::rope`'s table; empty).
     pub rope_cos: Vec<A>,
     /// See `rope_cos`.
     pub rope_sin: Vec<A>,
@@ -112,7 +113,9 @@ pub(crate) fn zeros<T: Clone + Default>(what: &'static str, n: usize) -> Result<
 }
 
 impl<A: Clone + Default, K: Clone + Default> Buffers<A, K> {
-    fn new(c: &Config, seq_len: usize, batch: usize) -> Result<Self> {
+    /// `rope_rows`: rows of the Q30 RoPE angles (`batch` for the fixed-point numerics, 0 for
+    /// the float ones).
+    fn new(c: &Config, seq_len: usize, batch: usize, rope_rows: usize) -> Result<Self> {
         let kv = c.n_layers * seq_len * c.kv_dim();
         Ok(Buffers {
             x: zeros("activations", batch * c.dim)?,
@@ -124,8 +127,8 @@ impl<A: Clone + Default, K: Clone + Default> Buffers<A, K> {
             att: zeros("attention scores", c.n_heads * seq_len)?,
             key_cache: zeros("key cache", kv)?,
             value_cache: zeros("value cache", kv)?,
-            rope_cos: zeros("rope", batch * (c.head_size() / 2))?,
-            rope_sin: zeros("rope", batch * (c.head_size() / 2))?,
+            rope_cos: zeros("rope", rope_rows * (c.head_size() / 2))?,
+            rope_sin: zeros("rope", rope_rows * (c.head_size() / 2))?,
         })
     }
 }
@@ -147,7 +150,12 @@ impl RunState {
         };
         let kv = checked("KV cache", &[2, c.n_layers, seq_len, c.kv_dim(), kv_entry])?;
         let (stride, scales) = q8_layout(weights);
-        let per_pos = [4 * c.dim, 2 * c.hidden_dim, scales, c.head_size()]
+        // The Q30 RoPE angles of the fixed-point numerics (the float ones read crate::rope).
+        let rope = match numerics {
+            Numerics::Float => 0,
+            Numerics::Fixed => c.head_size() / 2 * 2,
+        };
+        let per_pos = [4 * c.dim, 2 * c.hidden_dim, scales, rope]
             .iter()
             .try_fold(0usize, |a, &b| a.checked_add(b))
             .ok_or(Error::Overflow { what: "activations" })?;
@@ -177,8 +185,8 @@ impl RunState {
         // The big blocks (the KV cache) first: on a chip whose heap is split into regions,
         // small blocks allocated first could take the room a cache needs in one piece.
         let act = match numerics {
-            Numerics::Float => Activations::Float(Buffers::new(c, seq_len, batch)?),
-            Numerics::Fixed => Activations::Fixed(Buffers::new(c, seq_len, batch)?),
+            Numerics::Float => Activations::Float(Buffers::new(c, seq_len, batch, 0)?),
+            Numerics::Fixed => Activations::Fixed(Buffers::new(c, seq_len, batch, batch)?),
         };
         let (stride, scales) = q8_layout(weights);
         Ok(RunState {
