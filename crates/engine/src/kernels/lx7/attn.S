@@ -40,47 +40,113 @@
  * Windowed ABI: a2..a7 as listed. n may be 0; chunks >= 1. Clobbers f0..f15 (caller-saved).
  */
 	.text
+
+/* One position's 8-term chain from f0 (+0.0, or a partial sum): f0 += q[i] * k[i], i < 8, for
+ * the query chunk in f8..f15 and the keys at a4, each product and sum rounded once, in order;
+ * loads run ahead of the products. Scratch f1..f4. 24 instructions. */
+	.macro	chain8
+	lsi	f1, a4, 0
+	lsi	f2, a4, 4
+	mul.s	f1, f8, f1
+	add.s	f0, f0, f1
+	lsi	f3, a4, 8
+	mul.s	f2, f9, f2
+	add.s	f0, f0, f2
+	lsi	f4, a4, 12
+	mul.s	f3, f10, f3
+	add.s	f0, f0, f3
+	lsi	f1, a4, 16
+	mul.s	f4, f11, f4
+	add.s	f0, f0, f4
+	lsi	f2, a4, 20
+	mul.s	f1, f12, f1
+	add.s	f0, f0, f1
+	lsi	f3, a4, 24
+	mul.s	f2, f13, f2
+	add.s	f0, f0, f2
+	lsi	f4, a4, 28
+	mul.s	f3, f14, f3
+	add.s	f0, f0, f3
+	mul.s	f4, f15, f4
+	add.s	f0, f0, f4
+	.endm
+
+/* One position of the weighted values: f8..f15 += a * v[i], i < 8, with a in f0 and the
+ * values at a4, each product and sum rounded once. Scratch f1..f4. 24 instructions. */
+	.macro	accum8
+	lsi	f1, a4, 0
+	lsi	f2, a4, 4
+	mul.s	f1, f0, f1
+	add.s	f8, f8, f1
+	lsi	f3, a4, 8
+	mul.s	f2, f0, f2
+	add.s	f9, f9, f2
+	lsi	f4, a4, 12
+	mul.s	f3, f0, f3
+	add.s	f10, f10, f3
+	lsi	f1, a4, 16
+	mul.s	f4, f0, f4
+	add.s	f11, f11, f4
+	lsi	f2, a4, 20
+	mul.s	f1, f0, f1
+	add.s	f12, f12, f1
+	lsi	f3, a4, 24
+	mul.s	f2, f0, f2
+	add.s	f13, f13, f2
+	lsi	f4, a4, 28
+	mul.s	f3, f0, f3
+	add.s	f14, f14, f3
+	mul.s	f4, f0, f4
+	add.s	f15, f15, f4
+	.endm
+
+/* f8..f15 = the 8 floats at \p. */
+	.macro	load8 p
+	lsi	f8, \p, 0
+	lsi	f9, \p, 4
+	lsi	f10, \p, 8
+	lsi	f11, \p, 12
+	lsi	f12, \p, 16
+	lsi	f13, \p, 20
+	lsi	f14, \p, 24
+	lsi	f15, \p, 28
+	.endm
+
+/* f8..f15 = +0.0. */
+	.macro	zero8
+	const.s	f8, 0
+	const.s	f9, 0
+	const.s	f10, 0
+	const.s	f11, 0
+	const.s	f12, 0
+	const.s	f13, 0
+	const.s	f14, 0
+	const.s	f15, 0
+	.endm
+
+/* The 8 accumulators f8..f15 to \p. */
+	.macro	store8 p
+	ssi	f8, \p, 0
+	ssi	f9, \p, 4
+	ssi	f10, \p, 8
+	ssi	f11, \p, 12
+	ssi	f12, \p, 16
+	ssi	f13, \p, 20
+	ssi	f14, \p, 24
+	ssi	f15, \p, 28
+	.endm
+
 	.align	4
 	.global	esp_llm_lx7_scores8
 	.type	esp_llm_lx7_scores8, @function
 esp_llm_lx7_scores8:
 	entry	a1, 32
-	lsi	f8, a3, 0
-	lsi	f9, a3, 4
-	lsi	f10, a3, 8
-	lsi	f11, a3, 12
-	lsi	f12, a3, 16
-	lsi	f13, a3, 20
-	lsi	f14, a3, 24
-	lsi	f15, a3, 28
+	load8	a3
 	slli	a6, a6, 2		/* row stride in bytes */
 	loopnez	a5, .Lsc_end
-	lsi	f1, a4, 0
-	lsi	f2, a4, 4
-	mul.s	f1, f8, f1
 	const.s	f0, 0
-	lsi	f3, a4, 8
-	add.s	f0, f0, f1
-	mul.s	f2, f9, f2
-	lsi	f4, a4, 12
-	add.s	f0, f0, f2
-	mul.s	f3, f10, f3
-	lsi	f5, a4, 16
-	add.s	f0, f0, f3
-	mul.s	f4, f11, f4
-	lsi	f6, a4, 20
-	add.s	f0, f0, f4
-	mul.s	f5, f12, f5
-	lsi	f7, a4, 24
-	add.s	f0, f0, f5
-	mul.s	f6, f13, f6
-	lsi	f1, a4, 28
-	add.s	f0, f0, f6
-	mul.s	f7, f14, f7
+	chain8
 	add	a4, a4, a6
-	add.s	f0, f0, f7
-	mul.s	f1, f15, f1
-	add.s	f0, f0, f1
 	ssip	f0, a2, 4
 .Lsc_end:
 	retw
@@ -91,51 +157,14 @@ esp_llm_lx7_scores8:
 	.type	esp_llm_lx7_values8, @function
 esp_llm_lx7_values8:
 	entry	a1, 32
-	const.s	f8, 0
-	const.s	f9, 0
-	const.s	f10, 0
-	const.s	f11, 0
-	const.s	f12, 0
-	const.s	f13, 0
-	const.s	f14, 0
-	const.s	f15, 0
+	zero8
 	slli	a6, a6, 2
 	loopnez	a5, .Lva_end
 	lsip	f0, a3, 4		/* a = att[t] */
-	lsi	f1, a4, 0
-	lsi	f2, a4, 4
-	mul.s	f1, f0, f1
-	lsi	f3, a4, 8
-	add.s	f8, f8, f1
-	mul.s	f2, f0, f2
-	lsi	f4, a4, 12
-	add.s	f9, f9, f2
-	mul.s	f3, f0, f3
-	lsi	f5, a4, 16
-	add.s	f10, f10, f3
-	mul.s	f4, f0, f4
-	lsi	f6, a4, 20
-	add.s	f11, f11, f4
-	mul.s	f5, f0, f5
-	lsi	f7, a4, 24
-	add.s	f12, f12, f5
-	mul.s	f6, f0, f6
-	lsi	f1, a4, 28
-	add.s	f13, f13, f6
-	mul.s	f7, f0, f7
+	accum8
 	add	a4, a4, a6
-	add.s	f14, f14, f7
-	mul.s	f1, f0, f1
-	add.s	f15, f15, f1
 .Lva_end:
-	ssi	f8, a2, 0
-	ssi	f9, a2, 4
-	ssi	f10, a2, 8
-	ssi	f11, a2, 12
-	ssi	f12, a2, 16
-	ssi	f13, a2, 20
-	ssi	f14, a2, 24
-	ssi	f15, a2, 28
+	store8	a2
 	retw
 	.size	esp_llm_lx7_values8, . - esp_llm_lx7_values8
 
@@ -144,14 +173,7 @@ esp_llm_lx7_values8:
 	.type	esp_llm_lx7_scores8_div, @function
 esp_llm_lx7_scores8_div:
 	entry	a1, 32
-	lsi	f8, a3, 0
-	lsi	f9, a3, 4
-	lsi	f10, a3, 8
-	lsi	f11, a3, 12
-	lsi	f12, a3, 16
-	lsi	f13, a3, 20
-	lsi	f14, a3, 24
-	lsi	f15, a3, 28
+	load8	a3
 	lsi	f6, a7, 0		/* d */
 	lsi	f5, a7, 4		/* y = RN(1/d) */
 	slli	a6, a6, 2		/* row stride in bytes */
@@ -159,30 +181,7 @@ esp_llm_lx7_scores8_div:
 	movi	a11, 0			/* max */
 	loopnez	a5, .Lsd_end
 	const.s	f0, 0
-	lsi	f1, a4, 0
-	mul.s	f1, f8, f1
-	add.s	f0, f0, f1
-	lsi	f2, a4, 4
-	mul.s	f2, f9, f2
-	add.s	f0, f0, f2
-	lsi	f3, a4, 8
-	mul.s	f3, f10, f3
-	add.s	f0, f0, f3
-	lsi	f4, a4, 12
-	mul.s	f4, f11, f4
-	add.s	f0, f0, f4
-	lsi	f1, a4, 16
-	mul.s	f1, f12, f1
-	add.s	f0, f0, f1
-	lsi	f2, a4, 20
-	mul.s	f2, f13, f2
-	add.s	f0, f0, f2
-	lsi	f3, a4, 24
-	mul.s	f3, f14, f3
-	add.s	f0, f0, f3
-	lsi	f4, a4, 28
-	mul.s	f4, f15, f4
-	add.s	f0, f0, f4		/* a = q . k */
+	chain8				/* a = q . k */
 	add	a4, a4, a6
 	rfr	a8, f0
 	slli	a8, a8, 1
@@ -208,48 +207,6 @@ esp_llm_lx7_scores8_div:
 	retw
 	.size	esp_llm_lx7_scores8_div, . - esp_llm_lx7_scores8_div
 
-/* One position's 8-term chain from f0 (the partial sum, or +0.0): f0 += q[i] * k[i] for the
- * chunk's query in f8..f15 and the keys at a4, each product and sum rounded once. */
-	.macro	chain8
-	lsi	f1, a4, 0
-	mul.s	f1, f8, f1
-	add.s	f0, f0, f1
-	lsi	f2, a4, 4
-	mul.s	f2, f9, f2
-	add.s	f0, f0, f2
-	lsi	f3, a4, 8
-	mul.s	f3, f10, f3
-	add.s	f0, f0, f3
-	lsi	f4, a4, 12
-	mul.s	f4, f11, f4
-	add.s	f0, f0, f4
-	lsi	f1, a4, 16
-	mul.s	f1, f12, f1
-	add.s	f0, f0, f1
-	lsi	f2, a4, 20
-	mul.s	f2, f13, f2
-	add.s	f0, f0, f2
-	lsi	f3, a4, 24
-	mul.s	f3, f14, f3
-	add.s	f0, f0, f3
-	lsi	f4, a4, 28
-	mul.s	f4, f15, f4
-	add.s	f0, f0, f4
-	.endm
-
-/* f8..f15 = the 8 values at \p; \p += 32. */
-	.macro	load8 p
-	lsi	f8, \p, 0
-	lsi	f9, \p, 4
-	lsi	f10, \p, 8
-	lsi	f11, \p, 12
-	lsi	f12, \p, 16
-	lsi	f13, \p, 20
-	lsi	f14, \p, 24
-	lsi	f15, \p, 28
-	addi	\p, \p, 32
-	.endm
-
 	.align	4
 	.global	esp_llm_lx7_scores8n
 	.type	esp_llm_lx7_scores8n, @function
@@ -259,7 +216,6 @@ esp_llm_lx7_scores8n:
 	mov	a9, a4			/* keys of this chunk, position 0 */
 	/* chunk 0: att[t] = +0.0 + ... */
 	load8	a3
-	mov	a4, a9
 	mov	a8, a2
 	loopnez	a5, .Ls8n_first_end
 	const.s	f0, 0
@@ -271,6 +227,7 @@ esp_llm_lx7_scores8n:
 	beqz	a7, .Ls8n_ret
 .Ls8n_chunk:
 	/* the next 8 query values and keys: att[t] += ... */
+	addi	a3, a3, 32
 	load8	a3
 	addi	a9, a9, 32
 	mov	a4, a9
@@ -295,52 +252,15 @@ esp_llm_lx7_values8n:
 	slli	a6, a6, 2
 	mov	a9, a4			/* values of this chunk, position 0 */
 .Lv8n_chunk:
-	const.s	f8, 0
-	const.s	f9, 0
-	const.s	f10, 0
-	const.s	f11, 0
-	const.s	f12, 0
-	const.s	f13, 0
-	const.s	f14, 0
-	const.s	f15, 0
+	zero8
 	mov	a8, a3			/* att */
 	mov	a4, a9
 	loopnez	a5, .Lv8n_end
 	lsip	f0, a8, 4		/* a = att[t] */
-	lsi	f1, a4, 0
-	mul.s	f1, f0, f1
-	add.s	f8, f8, f1
-	lsi	f2, a4, 4
-	mul.s	f2, f0, f2
-	add.s	f9, f9, f2
-	lsi	f3, a4, 8
-	mul.s	f3, f0, f3
-	add.s	f10, f10, f3
-	lsi	f4, a4, 12
-	mul.s	f4, f0, f4
-	add.s	f11, f11, f4
-	lsi	f1, a4, 16
-	mul.s	f1, f0, f1
-	add.s	f12, f12, f1
-	lsi	f2, a4, 20
-	mul.s	f2, f0, f2
-	add.s	f13, f13, f2
-	lsi	f3, a4, 24
-	mul.s	f3, f0, f3
-	add.s	f14, f14, f3
-	lsi	f4, a4, 28
-	mul.s	f4, f0, f4
-	add.s	f15, f15, f4
+	accum8
 	add	a4, a4, a6
 .Lv8n_end:
-	ssi	f8, a2, 0
-	ssi	f9, a2, 4
-	ssi	f10, a2, 8
-	ssi	f11, a2, 12
-	ssi	f12, a2, 16
-	ssi	f13, a2, 20
-	ssi	f14, a2, 24
-	ssi	f15, a2, 28
+	store8	a2
 	addi	a2, a2, 32
 	addi	a9, a9, 32
 	addi	a7, a7, -1
