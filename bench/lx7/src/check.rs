@@ -62,6 +62,25 @@ impl<T: Copy + Default> Buf<T> {
     }
 }
 
+/// Shapes checked and passed; the first difference is printed.
+#[derive(Default)]
+struct Tally {
+    total: u32,
+    passed: u32,
+}
+
+impl Tally {
+    /// Counts one shape; `what` names it if it is the first to differ.
+    fn record(&mut self, c: &mut dyn Write, ok: bool, what: core::fmt::Arguments<'_>) {
+        self.total += 1;
+        if ok {
+            self.passed += 1;
+        } else if self.total - self.passed == 1 {
+            let _ = writeln!(c, "kernel_check: {what}: differs");
+        }
+    }
+}
+
 fn same_f32(a: &[f32], b: &[f32]) -> bool {
     a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
@@ -70,7 +89,7 @@ fn same_f32(a: &[f32], b: &[f32]) -> bool {
 /// difference. Returns whether all passed.
 pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     let mut rng = Rng(0x2545_F491);
-    let (mut total, mut passed) = (0u32, 0u32);
+    let mut tally = Tally::default();
     // f32: 700 shapes. The first 500 have any n; the last 200 have n % 4 == 0 (4, 8, ...),
     // where the LX7 kernel loads four weights at once from the 16-byte boundary on: rows
     // starting at every offset from it (w skew), x at every other offset, row counts that
@@ -91,12 +110,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
         k.matmul_f32(&mut b, w.get(rows * n), x.get(n));
         (same_f32(&a, &b), rows, n, skew)
         });
-        total += 1;
-        if ok {
-            passed += 1;
-        } else if total - passed == 1 {
-            let _ = writeln!(c, "kernel_check: matmul_f32 rows {rows} n {n} skew {skew}: differs");
-        }
+        tally.record(c, ok, format_args!("matmul_f32 rows {rows} n {n} skew {skew}"));
     }
     // int8: 700 shapes over the group sizes a matrix can have (llama2.c's power-of-two groups,
     // the bundle's per-tensor ones, and odd ones), aligned padded rows and unaligned ones.
@@ -118,15 +132,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
         k.matmul_q8(&mut b, args.0, args.1, args.2, args.3, group);
         (same_f32(&a, &b), rows, stride, group, skew)
         });
-        total += 1;
-        if ok {
-            passed += 1;
-        } else if total - passed == 1 {
-            let _ = writeln!(
-                c,
-                "kernel_check: matmul_q8 rows {rows} stride {stride} group {group} skew {skew}: differs"
-            );
-        }
+        tally.record(c, ok, format_args!("matmul_q8 rows {rows} stride {stride} group {group} skew {skew}"));
     }
     // int4: 400 shapes. The group sizes an int4 matrix can have (multiples of 16, q4.S's
     // paths: 16, 32, 64, other even and odd multiples) and even ones below 16 (the scalar
@@ -167,15 +173,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             k.matmul_q4(&mut b, args.0, args.1, args.2, args.3, group);
             (same_f32(&a, &b), rows, stride, group, skew)
         });
-        total += 1;
-        if ok {
-            passed += 1;
-        } else if total - passed == 1 {
-            let _ = writeln!(
-                c,
-                "kernel_check: matmul_q4 rows {rows} stride {stride} group {group} skew {skew}: differs"
-            );
-        }
+        tally.record(c, ok, format_args!("matmul_q4 rows {rows} stride {stride} group {group} skew {skew}"));
     }
     // Activation quantization: vectors of 1..300 values (some shorter than the padded row),
     // groups as above, with zeros, tiny and huge values and whole zero groups.
@@ -201,12 +199,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             k.quantize(&mut qb, &mut sb, &x, group);
             (qa == qb && same_f32(&sa, &sb), nx, group)
         });
-        total += 1;
-        if ok {
-            passed += 1;
-        } else if total - passed == 1 {
-            let _ = writeln!(c, "kernel_check: quantize n {n} group {group}: differs");
-        }
+        tally.record(c, ok, format_args!("quantize n {n} group {group}"));
     }
     // One head's attention (scores, softmax, weighted values): 1..80 positions, head sizes 8
     // (attn.S's one-chunk path), 16, 24, 48, 64 (its chunked path) and 4, 6 (the scalar
@@ -243,12 +236,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             k.attend(&mut ob, &mut ab, &q, &keys, &values, kv_dim, inv, Math::Portable);
             (same_f32(&oa, &ob) && same_f32(&aa, &ab), n, hs, kv_dim)
         });
-        total += 1;
-        if ok {
-            passed += 1;
-        } else if total - passed == 1 {
-            let _ = writeln!(c, "kernel_check: attend n {n} head {hs} kv_dim {kv_dim}: differs");
-        }
+        tally.record(c, ok, format_args!("attend n {n} head {hs} kv_dim {kv_dim}"));
     }
     // SwiGLU: 200 vectors of 1..300 values over the whole range of the exponential's argument
     // (its branch edges at |x| = 2^-14, 0.3466, 1.0397, 87.34, 88.72 and 103.97 to within a few
@@ -288,12 +276,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
             (same, n)
         });
-        total += 1;
-        if ok {
-            passed += 1;
-        } else if total - passed == 1 {
-            let _ = writeln!(c, "kernel_check: swiglu n {n}: differs");
-        }
+        tally.record(c, ok, format_args!("swiglu n {n}"));
     }
     // RMSNorm: 150 vectors of 1..300 values (a few units, with zeros, huge and tiny
     // magnitudes now and then), into another buffer and in place.
@@ -311,12 +294,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             k.rmsnorm_in_place(&mut ib, &w);
             (same_f32(&oa, &ob) && same_f32(&ia, &ib) && same_f32(&oa, &ia), n)
         });
-        total += 1;
-        if ok {
-            passed += 1;
-        } else if total - passed == 1 {
-            let _ = writeln!(c, "kernel_check: rmsnorm n {n}: differs");
-        }
+        tally.record(c, ok, format_args!("rmsnorm n {n}"));
     }
     // Instruction counts of the int4 matmul (64 rows of 256 values, aligned): the whole call
     // (x copy included) per group and per multiply-accumulate.
@@ -345,6 +323,7 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             n % macs * 1000 / macs,
         );
     }
+    let Tally { total, passed } = tally;
     let _ = writeln!(c, "kernel_check: {passed}/{total} shapes bit-exact (kernels {})", k.name());
     passed == total
 }
