@@ -39,26 +39,33 @@ const B_MAX: f32 = 2.366_554_7;
 /// approximates 1/b within 5.1% for every positive normal b whose reciprocal is normal.
 const MAGIC: u32 = 0x7ef3_11c3;
 
-/// The fast path of expf (math.rs), up to the division: `(a, b) = (x * c, 2 - c)` and `c`.
-/// None outside the fast path (|x| >= 87.34, tiny x, inf, NaN).
-fn expf_division_operands(x: f32) -> Option<(f32, f32, f32)> {
+/// expf's range reduction (math.rs) on its fast path: `(k, hi, lo)` with the reduced
+/// argument `hi - lo`. None outside the fast path (|x| >= 87.34, tiny x, inf, NaN).
+fn expf_reduction(x: f32) -> Option<(i32, f32, f32)> {
     let bits = x.to_bits();
     let hx = bits & 0x7fff_ffff;
     if hx >= 0x42ae_ac50 || hx <= 0x3900_0000 {
         return None;
     }
     let sign = (bits >> 31) as i32;
-    let x = if hx > 0x3eb1_7218 {
+    Some(if hx > 0x3eb1_7218 {
         let k = if hx > 0x3f85_1592 {
             (INV_LN2 * x + [0.5f32, -0.5][sign as usize]) as i32
         } else {
             1 - sign - sign
         };
-        let kf = k as f32;
-        (x - kf * LN2_HI) - kf * LN2_LO
+        (k, x - k as f32 * LN2_HI, k as f32 * LN2_LO)
     } else {
-        x
-    };
+        (0, x, 0.0)
+    })
+}
+
+/// The fast path of expf (math.rs), up to the division: `(a, b) = (x * c, 2 - c)` and `c`.
+/// None outside the fast path.
+fn expf_division_operands(x: f32) -> Option<(f32, f32, f32)> {
+    let (_, hi, lo) = expf_reduction(x)?;
+    // k = 0 gives hi = x, lo = +0: hi - lo = x exactly (math.rs's third case).
+    let x = hi - lo;
     let xx = x * x;
     let c = x - xx * (P1 + xx * P2);
     Some((x * c, 2.0 - c, c))
@@ -166,18 +173,7 @@ fn one_correction_is_not_enough_for_positive_arguments() {
 fn the_operands_are_those_of_math_expf() {
     sweep(EXP_LO, EXP_HI, 997, |x| {
         let bits = x.to_bits();
-        let hx = bits & 0x7fff_ffff;
-        let sign = (bits >> 31) as i32;
-        let (k, hi, lo) = if hx > 0x3eb1_7218 {
-            let k = if hx > 0x3f85_1592 {
-                (INV_LN2 * x + [0.5f32, -0.5][sign as usize]) as i32
-            } else {
-                1 - sign - sign
-            };
-            (k, x - k as f32 * LN2_HI, k as f32 * LN2_LO)
-        } else {
-            (0, x, 0.0)
-        };
+        let (k, hi, lo) = expf_reduction(x).unwrap();
         let (a, b, c) = expf_division_operands(x).unwrap();
         let y = 1.0 + (div_exp(a, b, c, 2) - lo + hi);
         let e = y * f32::from_bits(((127 + k) as u32) << 23);
