@@ -6,7 +6,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use esp_llm_engine::kernels::{Kernels, Math, Scalar};
+use esp_llm_engine::kernels::{AttnScale, Kernels, Math, Scalar};
 
 /// xorshift32, deterministic.
 struct Rng(u32);
@@ -96,19 +96,19 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     // leave blocks of 4 and single rows.
     for i in 0..700 {
         let (ok, rows, n, skew) = crate::with_scratch(|| {
-        let rows = 1 + rng.below(if i % 5 == 0 { 40 } else { 12 }) as usize;
-        let n = if i < 500 {
-            1 + rng.below(if i % 3 == 0 { 300 } else { 70 }) as usize
-        } else {
-            4 * (1 + rng.below(if i % 3 == 0 { 75 } else { 5 }) as usize)
-        };
-        let skew = rng.below(4) as usize;
-        let w = Buf::new(rows * n, skew, || rng.f32());
-        let x = Buf::new(n, rng.below(4) as usize, || rng.f32());
-        let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
-        Scalar.matmul_f32(&mut a, w.get(rows * n), x.get(n));
-        k.matmul_f32(&mut b, w.get(rows * n), x.get(n));
-        (same_f32(&a, &b), rows, n, skew)
+            let rows = 1 + rng.below(if i % 5 == 0 { 40 } else { 12 }) as usize;
+            let n = if i < 500 {
+                1 + rng.below(if i % 3 == 0 { 300 } else { 70 }) as usize
+            } else {
+                4 * (1 + rng.below(if i % 3 == 0 { 75 } else { 5 }) as usize)
+            };
+            let skew = rng.below(4) as usize;
+            let w = Buf::new(rows * n, skew, || rng.f32());
+            let x = Buf::new(n, rng.below(4) as usize, || rng.f32());
+            let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
+            Scalar.matmul_f32(&mut a, w.get(rows * n), x.get(n));
+            k.matmul_f32(&mut b, w.get(rows * n), x.get(n));
+            (same_f32(&a, &b), rows, n, skew)
         });
         tally.record(c, ok, format_args!("matmul_f32 rows {rows} n {n} skew {skew}"));
     }
@@ -117,22 +117,28 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     let groups = [1usize, 2, 4, 8, 16, 32, 64, 128, 12, 43, 48, 96];
     for i in 0..700 {
         let (ok, rows, stride, group, skew) = crate::with_scratch(|| {
-        let group = groups[i % groups.len()];
-        let ngroups = 1 + rng.below(if group >= 64 { 4 } else { 8 }) as usize;
-        let stride = group * ngroups;
-        let rows = 1 + rng.below(if i % 7 == 0 { 33 } else { 9 }) as usize;
-        let skew = if rng.below(3) == 0 { rng.below(16) as usize } else { 0 };
-        let wq = Buf::new(rows * stride, skew, || rng.i8());
-        let xq = Buf::new(stride, if skew == 0 { 0 } else { rng.below(16) as usize }, || rng.i8());
-        let ws = Buf::new(rows * ngroups, 0, || rng.f32() * 0.01);
-        let xs = Buf::new(ngroups, 0, || rng.f32() * 0.01);
-        let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
-        let args = (wq.get(rows * stride), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
-        Scalar.matmul_q8(&mut a, args.0, args.1, args.2, args.3, group);
-        k.matmul_q8(&mut b, args.0, args.1, args.2, args.3, group);
-        (same_f32(&a, &b), rows, stride, group, skew)
+            let group = groups[i % groups.len()];
+            let ngroups = 1 + rng.below(if group >= 64 { 4 } else { 8 }) as usize;
+            let stride = group * ngroups;
+            let rows = 1 + rng.below(if i % 7 == 0 { 33 } else { 9 }) as usize;
+            let skew = if rng.below(3) == 0 { rng.below(16) as usize } else { 0 };
+            let wq = Buf::new(rows * stride, skew, || rng.i8());
+            let xq =
+                Buf::new(stride, if skew == 0 { 0 } else { rng.below(16) as usize }, || rng.i8());
+            let ws = Buf::new(rows * ngroups, 0, || rng.f32() * 0.01);
+            let xs = Buf::new(ngroups, 0, || rng.f32() * 0.01);
+            let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
+            let args =
+                (wq.get(rows * stride), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
+            Scalar.matmul_q8(&mut a, args.0, args.1, args.2, args.3, group);
+            k.matmul_q8(&mut b, args.0, args.1, args.2, args.3, group);
+            (same_f32(&a, &b), rows, stride, group, skew)
         });
-        tally.record(c, ok, format_args!("matmul_q8 rows {rows} stride {stride} group {group} skew {skew}"));
+        tally.record(
+            c,
+            ok,
+            format_args!("matmul_q8 rows {rows} stride {stride} group {group} skew {skew}"),
+        );
     }
     // int4: 400 shapes. The group sizes an int4 matrix can have (multiples of 16, q4.S's
     // paths: 16, 32, 64, other even and odd multiples) and even ones below 16 (the scalar
@@ -161,45 +167,63 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
                 0 => [0x88u8, 0x77, 0x87, 0x78][rng.below(4) as usize],
                 _ => (rng.next() >> 8) as u8,
             });
-            let xq = Buf::new(stride, if i % 2 == 0 { 0 } else { rng.below(16) as usize }, || {
-                rng.i8()
-            });
+            let xq =
+                Buf::new(stride, if i % 2 == 0 { 0 } else { rng.below(16) as usize }, || rng.i8());
             let ws = Buf::new(rows * ngroups, 0, || rng.f32() * 0.01);
             let xs = Buf::new(ngroups, 0, || rng.f32() * 0.01);
             let (mut a, mut b) = (vec![0f32; rows], vec![1f32; rows]);
-            let args =
-                (wq.get(rows * stride / 2), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
+            let args = (
+                wq.get(rows * stride / 2),
+                ws.get(rows * ngroups),
+                xq.get(stride),
+                xs.get(ngroups),
+            );
             Scalar.matmul_q4(&mut a, args.0, args.1, args.2, args.3, group);
             k.matmul_q4(&mut b, args.0, args.1, args.2, args.3, group);
             (same_f32(&a, &b), rows, stride, group, skew)
         });
-        tally.record(c, ok, format_args!("matmul_q4 rows {rows} stride {stride} group {group} skew {skew}"));
+        tally.record(
+            c,
+            ok,
+            format_args!("matmul_q4 rows {rows} stride {stride} group {group} skew {skew}"),
+        );
     }
     // Activation quantization: vectors of 1..300 values (some shorter than the padded row),
-    // groups as above, with zeros, tiny and huge values and whole zero groups.
-    for i in 0..200 {
-        let (ok, n, group) = crate::with_scratch(|| {
-            let group = [4usize, 8, 16, 32, 64, 12, 43][i % 7];
+    // groups as above and odd ones of 16 or more (quant.S's PIE max with a head and a tail),
+    // x 0..3 floats past a 16-byte boundary, with zeros, tiny and huge values, whole zero
+    // groups, and in every fourth vector NaN, +-inf and -0.0 (the max skips NaN).
+    for i in 0..240 {
+        let (ok, n, group, skew) = crate::with_scratch(|| {
+            let group = [4usize, 8, 16, 32, 64, 12, 43, 17, 22, 128][i % 10];
             let groups = 1 + rng.below(8) as usize;
             let nq = group * groups;
             let nx = if i % 3 == 0 { nq - rng.below(group as u32) as usize } else { nq };
             let zero_group = rng.below(5) == 0;
-            let x: Vec<f32> = (0..nx)
-                .map(|j| match rng.below(40) {
-                    _ if zero_group && j < group => 0.0,
+            let specials = i % 4 == 3;
+            let skew = (i / 10) % 4;
+            let mut j = 0;
+            let x = Buf::new(nx, skew, || {
+                j += 1;
+                match rng.below(40) {
+                    _ if zero_group && j <= group => 0.0,
                     0 => 1.0e-30,
                     1 => -3.0e7,
                     2 => 0.5,
+                    3 if specials => f32::NAN,
+                    4 if specials => f32::INFINITY,
+                    5 if specials => f32::NEG_INFINITY,
+                    6 if specials => -0.0,
                     _ => rng.f32() * 3.0,
-                })
-                .collect();
+                }
+            });
+            let x = x.get(nx);
             let (mut qa, mut sa) = (vec![0i8; nq], vec![0f32; groups]);
             let (mut qb, mut sb) = (vec![1i8; nq], vec![1f32; groups]);
-            Scalar.quantize(&mut qa, &mut sa, &x, group);
-            k.quantize(&mut qb, &mut sb, &x, group);
-            (qa == qb && same_f32(&sa, &sb), nx, group)
+            Scalar.quantize(&mut qa, &mut sa, x, group);
+            k.quantize(&mut qb, &mut sb, x, group);
+            (qa == qb && same_f32(&sa, &sb), nx, group, skew)
         });
-        tally.record(c, ok, format_args!("quantize n {n} group {group}"));
+        tally.record(c, ok, format_args!("quantize n {n} group {group} skew {skew}"));
     }
     // One head's attention (scores, softmax, weighted values): 1..80 positions, head sizes 8
     // (attn.S's one-chunk path), 16, 24, 48, 64 (its chunked path) and 4, 6 (the scalar
@@ -229,11 +253,17 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
                 }
             }
             let values: Vec<f32> = (0..n * kv_dim).map(|_| rng.f32()).collect();
-            let inv = 2.828_427_f32;
+            // run.c's divisor sqrt(head_size), and now and then one outside the range the
+            // fused division takes (0.75 below 1, 70000 above 2^16): the two-pass path.
+            let scale = match i % 11 {
+                9 => AttnScale::dividing_by(f32::from_bits(core::hint::black_box(0x3f40_0000))),
+                10 => AttnScale::dividing_by(f32::from_bits(core::hint::black_box(0x4788_b800))),
+                _ => AttnScale::of_head(hs),
+            };
             let (mut oa, mut aa) = (vec![0f32; hs], vec![0f32; n]);
             let (mut ob, mut ab) = (vec![1f32; hs], vec![1f32; n]);
-            Scalar.attend(&mut oa, &mut aa, &q, &keys, &values, kv_dim, inv, Math::Portable);
-            k.attend(&mut ob, &mut ab, &q, &keys, &values, kv_dim, inv, Math::Portable);
+            Scalar.attend(&mut oa, &mut aa, &q, &keys, &values, kv_dim, scale, Math::Portable);
+            k.attend(&mut ob, &mut ab, &q, &keys, &values, kv_dim, scale, Math::Portable);
             (same_f32(&oa, &ob) && same_f32(&aa, &ab), n, hs, kv_dim)
         });
         tally.record(c, ok, format_args!("attend n {n} head {hs} kv_dim {kv_dim}"));
@@ -245,7 +275,13 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     // slow-path edge (|val| = 80) and the three vals whose 1 + expf(-val) has an all-ones
     // mantissa (the reciprocal's fallback; found by a sweep of every f32 with |val| < 80).
     let edges: [u32; 8] = [
-        0x3900_0000, 0x3eb1_7218, 0x3f85_1592, 0x42a0_0000, 0x42ae_ac50, 0x42b1_7218, 0x42cf_f1b5,
+        0x3900_0000,
+        0x3eb1_7218,
+        0x3f85_1592,
+        0x42a0_0000,
+        0x42ae_ac50,
+        0x42b1_7218,
+        0x42cf_f1b5,
         0x7f80_0000,
     ];
     let all_ones: [u32; 3] = [0xbf8c_9f53, 0xbff9_1395, 0xc05b_c672];
@@ -256,15 +292,22 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
                 let sign = rng.next() & 0x8000_0000;
                 match rng.below(9) {
                     0 => f32::from_bits(
-                        sign | edges[rng.below(8) as usize].wrapping_add(rng.below(9)).wrapping_sub(4),
+                        sign | edges[rng.below(8) as usize]
+                            .wrapping_add(rng.below(9))
+                            .wrapping_sub(4),
                     ),
                     3 => f32::from_bits(all_ones[rng.below(3) as usize]),
                     1 => f32::from_bits(sign | (rng.next() >> 1)),
                     // 0.0, -0.0, NaN, inf, -inf, 1e-30 (as bits: see `spread` above).
                     2 => f32::from_bits(
-                        [0, 0x8000_0000, 0x7fc0_0000, 0x7f80_0000, 0xff80_0000, 0x0da2_4260u32][rng.below(6) as usize],
+                        [0, 0x8000_0000, 0x7fc0_0000, 0x7f80_0000, 0xff80_0000, 0x0da2_4260u32]
+                            [rng.below(6) as usize],
                     ),
-                    _ => rng.f32() * core::hint::black_box([1u32, 4, 30, 120][rng.below(4) as usize]) as f32,
+                    _ => {
+                        rng.f32()
+                            * core::hint::black_box([1u32, 4, 30, 120][rng.below(4) as usize])
+                                as f32
+                    }
                 }
             };
             let h1: Vec<f32> = (0..n).map(|_| val(&mut rng)).collect();
@@ -273,7 +316,10 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             Scalar.swiglu(&mut a, &h3, Math::Portable);
             k.swiglu(&mut b, &h3, Math::Portable);
             // NaN payloads are not compared (the FPU returns its default NaN).
-            let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+            let same = a
+                .iter()
+                .zip(&b)
+                .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
             (same, n)
         });
         tally.record(c, ok, format_args!("swiglu n {n}"));
@@ -298,7 +344,9 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
     }
     // Instruction counts of the int4 matmul (64 rows of 256 values, aligned): the whole call
     // (x copy included) per group and per multiply-accumulate.
-    for (group, stride) in [(16usize, 256usize), (32, 256), (64, 256), (128, 256), (48, 384), (32, 64), (64, 64)] {
+    for (group, stride) in
+        [(16usize, 256usize), (32, 256), (64, 256), (128, 256), (48, 384), (32, 64), (64, 64)]
+    {
         let rows = 64;
         let ngroups = stride / group;
         let n = crate::with_scratch(|| {
@@ -307,8 +355,12 @@ pub fn run(c: &mut dyn Write, k: &dyn Kernels) -> bool {
             let ws = Buf::new(rows * ngroups, 0, || rng.f32());
             let xs = Buf::new(ngroups, 0, || rng.f32());
             let mut out = vec![0f32; rows];
-            let args =
-                (wq.get(rows * stride / 2), ws.get(rows * ngroups), xq.get(stride), xs.get(ngroups));
+            let args = (
+                wq.get(rows * stride / 2),
+                ws.get(rows * ngroups),
+                xq.get(stride),
+                xs.get(ngroups),
+            );
             let t = crate::icount();
             k.matmul_q4(&mut out, args.0, args.1, args.2, args.3, group);
             crate::icount().wrapping_sub(t)

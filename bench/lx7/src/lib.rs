@@ -15,9 +15,9 @@ compile_error!("esp-llm-lx7bench is a bare-metal Xtensa program; build it with r
 
 extern crate alloc;
 
+mod check;
 #[path = "../../rv32/src/report.rs"]
 pub mod report;
-mod check;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

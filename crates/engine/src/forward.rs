@@ -8,7 +8,7 @@
 //! `fixed::Fixed`, integers for cores without an FPU. Both split their matmuls and
 //! attention heads over the workers ([`crate::parallel`]).
 
-use crate::kernels::Kernels;
+use crate::kernels::{AttnScale, Kernels};
 use crate::math::Math;
 use crate::model::{Config, Matrix, Weights};
 use crate::parallel::{split_concat, split_job, Shared, Workers};
@@ -122,6 +122,8 @@ pub(crate) struct Float<'s, 'w> {
     pub q8: (usize, usize),
     /// The f32 matrices repacked in the row-interleaved layout, if they are.
     pub packed: Option<&'s Repacked>,
+    /// The scores' divisor sqrt(head_size) and its reciprocal, computed once per model.
+    pub att_scale: AttnScale,
 }
 
 impl Float<'_, '_> {
@@ -205,7 +207,7 @@ impl Block for Float<'_, '_> {
         let (q, key_cache, value_cache) = (&s.q, &s.key_cache, &s.value_cache);
         let (att, xb) = (Shared::new(&mut s.att), Shared::new(&mut s.xb));
         let macs = nb * c.n_heads * (pos0 + nb) * head_size * 2;
-        let inv = libm::sqrtf(head_size as f32);
+        let scale = self.att_scale;
         let (math, kernels) = (self.ctx.math, self.ctx.kernels);
         split_job(self.ctx.workers, c.n_heads, 1, macs, &|heads| {
             for h in heads {
@@ -220,7 +222,7 @@ impl Block for Float<'_, '_> {
                     // SAFETY: as above.
                     let out = unsafe { xb.part(b * dim + h * head_size, head_size) };
                     let (keys, values) = (&key_cache[kv_off..], &value_cache[kv_off..]);
-                    kernels.attend(out, att, qh, keys, values, kv_dim, inv, math);
+                    kernels.attend(out, att, qh, keys, values, kv_dim, scale, math);
                 }
             }
         });

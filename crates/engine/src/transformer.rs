@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::fixed::{Fixed, FixedWeights};
 use crate::footprint::Footprint;
 use crate::forward::{step, Ctx, Float};
-use crate::kernels::{self, Kernels};
+use crate::kernels::{self, AttnScale, Kernels};
 use crate::math::Math;
 use crate::model::{Config, Weights};
 use crate::parallel::{Serial, Workers};
@@ -91,6 +91,8 @@ pub struct Transformer<'a> {
     math: Math,
     /// RoPE's cos and sin for every position of the context.
     rope: RopeTable,
+    /// The attention scores' divisor and its reciprocal ([`AttnScale::of_head`]).
+    att_scale: AttnScale,
     /// Integer parameters when running in fixed point ([`Numerics::Fixed`]).
     fixed: Option<FixedWeights>,
     /// Longest int8 row and its scales ([`crate::state::q8_layout`]): the run state's layout.
@@ -138,7 +140,20 @@ impl<'a> Transformer<'a> {
         };
         debug_assert_eq!(fp.repacked, packed.as_ref().map_or(0, |_| Repacked::size(&weights)));
         let q8 = crate::state::q8_layout(&weights);
-        Ok(Transformer { config, weights, state, kernels, workers, math, rope, fixed, q8, packed })
+        let att_scale = AttnScale::of_head(config.head_size());
+        Ok(Transformer {
+            config,
+            weights,
+            state,
+            kernels,
+            workers,
+            math,
+            rope,
+            att_scale,
+            fixed,
+            q8,
+            packed,
+        })
     }
 
     /// The numerics in use.
@@ -240,7 +255,9 @@ impl<'a> Transformer<'a> {
         match (act, &self.fixed) {
             (Activations::Float(s), _) => {
                 let (q8, packed) = (self.q8, self.packed.as_ref());
-                let mut block = Float { c, w, ctx, rope, s, xq, xs, logits: out, q8, packed };
+                let att_scale = self.att_scale;
+                let mut block =
+                    Float { c, w, ctx, rope, s, xq, xs, logits: out, q8, packed, att_scale };
                 step(&mut block, c.n_layers, tokens, pos0, logits);
             }
             (Activations::Fixed(s), Some(fw)) => {

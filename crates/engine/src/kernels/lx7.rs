@@ -16,7 +16,7 @@
 //! (Espressif's `xtensa-esp32s3-elf-gcc` through the `cc` crate), unless
 //! `ESP_LLM_LX7_ASM=external` (bench/lx7 assembles them with GNU `as` itself).
 
-use super::{f32_shapes_ok, q4_shapes_ok, q8_shapes_ok, Kernels, Math, Scalar};
+use super::{f32_shapes_ok, q4_shapes_ok, q8_shapes_ok, AttnScale, Kernels, Math, Scalar};
 
 extern "C" {
     fn esp_llm_lx7_scores8(att: *mut f32, q: *const f32, keys: *const f32, n: u32, kv_dim: u32);
@@ -111,10 +111,10 @@ impl Kernels for Lx7 {
         keys: &[f32],
         values: &[f32],
         kv_dim: usize,
-        inv: f32,
+        scale: AttnScale,
         math: Math,
     ) {
-        let (n, hs) = (att.len(), q.len());
+        let (n, hs, inv) = (att.len(), q.len(), scale.inv());
         // The rows the kernels read: n of kv_dim floats apart, hs long.
         let need =
             n.checked_sub(1).and_then(|m| m.checked_mul(kv_dim)).and_then(|m| m.checked_add(hs));
@@ -127,7 +127,7 @@ impl Kernels for Lx7 {
             || n > u32::MAX as usize
             || kv_dim > (u32::MAX / 4) as usize
         {
-            return super::scalar::attend(out, att, q, keys, values, kv_dim, inv, math);
+            return super::scalar::attend(out, att, q, keys, values, kv_dim, scale, math);
         }
         if hs > 8 {
             // Heads of 8 * chunks values, a chunk of the query (or of the output) in registers
@@ -159,9 +159,9 @@ impl Kernels for Lx7 {
             return;
         }
         // The division by sqrt(head_size) fused into the scores when 1 <= inv < 2^16 (div.S's
-        // fast path; RN(1/inv) by one IEEE division here), else, or when a score was zero,
+        // fast path; RN(1/inv) computed once per model, AttnScale), else, or when a score was zero,
         // subnormal or huge, the scores and the division in two passes.
-        let d = [inv, 1.0 / inv];
+        let d = [inv, scale.recip()];
         let fused = (1.0..65536.0).contains(&inv);
         // SAFETY: `keys` and `values` hold rows t * kv_dim .. + 8 for every t < n (checked
         // above), `att` has n floats, `q`/`out` 8 and `d` 2; the kernels touch nothing else.

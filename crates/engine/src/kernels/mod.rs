@@ -85,7 +85,7 @@ pub trait Kernels: Sync {
     }
 
     /// One head's attention at one position, run.c's inner loop: for every cached position
-    /// `t < att.len()`, `att[t] = (q · keys[t * kv_dim..][..q.len()]) / inv`, then the softmax
+    /// `t < att.len()`, `att[t] = (q · keys[t * kv_dim..][..q.len()]) / scale.inv()`, then the softmax
     /// of `att` ([`Math::softmax`]), then `out = sum_t att[t] * values[t * kv_dim..]`, each
     /// sum left to right. `out.len() == q.len()` is the head size.
     #[allow(clippy::too_many_arguments)]
@@ -97,10 +97,10 @@ pub trait Kernels: Sync {
         keys: &[f32],
         values: &[f32],
         kv_dim: usize,
-        inv: f32,
+        scale: AttnScale,
         math: Math,
     ) {
-        scalar::attend(out, att, q, keys, values, kv_dim, inv, math)
+        scalar::attend(out, att, q, keys, values, kv_dim, scale, math)
     }
 
     /// The fixed-point int8 matmul ([`crate::fixed`]): per row
@@ -132,6 +132,38 @@ pub trait Kernels: Sync {
     /// floats as [`Kernels::matmul_f32`] over those rows in row-major order.
     fn matmul_f32_interleaved(&self, out: &mut [f32], w: &[f32], x: &[f32], first: usize) {
         interleaved::matmul(out, w, x, first)
+    }
+}
+
+/// The attention scores' divisor, run.c's `sqrtf(head_size)`, with its reciprocal rounded to
+/// nearest: both computed once per model rather than once per head and position (on the
+/// S3 each is a soft-float call). A kernel may use `recip` only where it proves the
+/// quotient equal to `score / inv` (lx7's fused division); the scalar twin divides by `inv`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnScale {
+    inv: f32,
+    recip: f32,
+}
+
+impl AttnScale {
+    /// run.c's divisor for heads of `head_size` values.
+    pub fn of_head(head_size: usize) -> Self {
+        Self::dividing_by(libm::sqrtf(head_size as f32))
+    }
+
+    /// Scores divided by `inv` (any value: the kernels check the range they can fuse).
+    pub fn dividing_by(inv: f32) -> Self {
+        AttnScale { inv, recip: 1.0 / inv }
+    }
+
+    /// The divisor, `sqrtf(head_size)` for [`AttnScale::of_head`].
+    pub fn inv(self) -> f32 {
+        self.inv
+    }
+
+    /// `1.0 / inv`, rounded to nearest (the fields are private so that it always is).
+    pub fn recip(self) -> f32 {
+        self.recip
     }
 }
 

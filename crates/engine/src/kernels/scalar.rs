@@ -117,7 +117,7 @@ pub fn attend(
     keys: &[f32],
     values: &[f32],
     kv_dim: usize,
-    inv: f32,
+    scale: super::AttnScale,
     math: super::Math,
 ) {
     let head_size = q.len();
@@ -127,7 +127,7 @@ pub fn attend(
         for (qi, ki) in q.iter().zip(kt) {
             score += qi * ki;
         }
-        *a = score / inv;
+        *a = score / scale.inv();
     }
     math.softmax(att);
     out.fill(0.0);

@@ -11,7 +11,7 @@
  *          NaN (0/0 for an all-zero group, or a NaN input) -> 0
  *   q[i] = 0 where i is past n_x (x shorter than q quantizes as zeros; 0/scale is 0 or NaN).
  * Windowed ABI: q a2, s a3, x a4, n_x a5, n_q a6, group a7. group == 0 writes nothing.
- * Clobbers f0..f15, b0..b3.
+ * Clobbers f0..f15, b0..b3, q0, q1, q7.
  *
  * Division. The LX7 FPU has no single divide instruction: a quotient is DIV0.S (reciprocal
  * seed), NEXP01.S (mantissa of the operands with exponent 0/1, negated), Newton steps with
@@ -32,10 +32,11 @@
  *
  * roundf without a half-away-from-zero instruction: see round_store.
  *
- * Cost per element: 4 instructions for the max (lsip, abs.s, olt.s, movt.s) + 13 on the fast
- * path (lsip, mul.s, 2 x (mov.s, msub.s, madd.s), 5 rounding and store) = 17; 33 on the
- * slow path. Per group about 80 (three reciprocal/division sequences, the range check, loop
- * set-up). Elements past n_x cost 2 (s8i, addi).
+ * Cost per element: for the max 3/4 (one EE.VLD.128, EE.ANDQ, EE.VMAX.S32 per 4) in a
+ * group of 16 or more, else 4 (lsip, abs.s, olt.s, movt.s), + 13 on the fast path (lsip,
+ * mul.s, 2 x (mov.s, msub.s, madd.s), 5 rounding and store); 33 on the slow path. Per group
+ * about 80 (three reciprocal/division sequences, the range check, loop set-up), and about 25
+ * for the PIE max's set-up, head, lane reduction and tail. Elements past n_x cost 2.
  */
 
 	.text
@@ -125,6 +126,13 @@ esp_llm_lx7_quantize:
 	const.s	f13, 0
 	movi	a15, 0
 	movi	a9, 181
+	bltui	a7, 16, .Lqz_group
+	movi	a13, -1
+	srli	a13, a13, 1		/* 0x7fffffff in q7's four lanes, the PIE max's mask */
+	ee.movi.32.q	q7, a13, 0
+	ee.movi.32.q	q7, a13, 1
+	ee.movi.32.q	q7, a13, 2
+	ee.movi.32.q	q7, a13, 3
 .Lqz_group:
 	minu	a10, a5, a7		/* this group's elements present in x */
 	sub	a5, a5, a10
@@ -132,6 +140,57 @@ esp_llm_lx7_quantize:
 	/* wmax: m = (|v| > m) ? |v| : m, from +0.0 */
 	mov	a12, a4
 	const.s	f6, 0
+	bltui	a10, 16, .Lqz_max_scalar
+	/* PIE max for groups of 16 or more. For a float that is not NaN, |v| is its bits with
+	 * the sign cleared, and those bits as integers order like the floats (IEEE 754 is
+	 * sign-magnitude; -0.0 and +0.0 both become 0): so the largest |v| is the largest
+	 * integer (bits & 0x7fffffff), four lanes at a time with EE.ANDQ and EE.VMAX.S32, the
+	 * same float the scalar loop finds (equal floats have equal bits here). A NaN's bits are
+	 * above 0x7f800000 (+inf): the scalar loop skips NaNs, the integer max would not, so a
+	 * group whose integer max says NaN is redone by the scalar loop. Scalar head up to
+	 * 16-byte alignment (EE.VLD.128 ignores the low 4 address bits), then blocks of 4, then
+	 * a scalar tail; the head and tail keep the float max in f6, merged as bits. */
+	neg	a13, a4
+	extui	a13, a13, 2, 2		/* head: floats up to the next 16-byte boundary */
+	sub	a14, a10, a13		/* after the head (>= 13) */
+	loopnez	a13, .Lqz_head_end
+	lsip	f0, a12, 4
+	abs.s	f0, f0
+	olt.s	b0, f6, f0
+	movt.s	f6, f0, b0
+.Lqz_head_end:
+	ee.zero.q	q0
+	srli	a13, a14, 2		/* blocks of 4 */
+	loopnez	a13, .Lqz_vmax_end
+	ee.vld.128.ip	q1, a12, 16
+	ee.andq	q1, q1, q7
+	ee.vmax.s32	q0, q0, q1
+.Lqz_vmax_end:
+	ee.movi.32.a	q0, a13, 0
+	ee.movi.32.a	q0, a6, 1
+	max	a13, a13, a6
+	ee.movi.32.a	q0, a6, 2
+	max	a13, a13, a6
+	ee.movi.32.a	q0, a6, 3
+	max	a13, a13, a6
+	movi	a6, 0x7f8
+	slli	a6, a6, 20		/* +inf: 0x7f800000 */
+	bltu	a6, a13, .Lqz_max_nan
+	rfr	a6, f6
+	max	a13, a13, a6
+	wfr	f6, a13
+	extui	a13, a14, 0, 2		/* tail */
+	loopnez	a13, .Lqz_tail_end
+	lsip	f0, a12, 4
+	abs.s	f0, f0
+	olt.s	b0, f6, f0
+	movt.s	f6, f0, b0
+.Lqz_tail_end:
+	j	.Lqz_max_end
+.Lqz_max_nan:
+	mov	a12, a4
+	const.s	f6, 0
+.Lqz_max_scalar:
 	loopnez	a10, .Lqz_max_end
 	lsip	f0, a12, 4
 	abs.s	f0, f0
