@@ -9,8 +9,7 @@ use crate::fixed::FixedWeights;
 use crate::model::{Config, Matrix, Weights};
 use crate::repack::{Layout, Repacked};
 use crate::rope::RopeTable;
-use crate::state::{RunState, StateSize};
-use crate::transformer::Numerics;
+use crate::state::{Numerics, RunState, StateSize};
 
 /// Every byte a [`Transformer`](crate::Transformer) allocates, and the weights it reads, from the config, the
 /// weights' layout and the options alone: what a planner needs to know before building one.

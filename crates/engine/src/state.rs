@@ -8,8 +8,28 @@
 
 use crate::error::{Error, Result};
 use crate::model::{Config, Weights};
-use crate::transformer::Numerics;
 use alloc::vec::Vec;
+
+/// How a [`Transformer`](crate::Transformer) computes, and so which buffers its run state holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Numerics {
+    /// f32 arithmetic in llama2.c's order: run.c's and runq.c's tokens exactly (the default).
+    #[default]
+    Float,
+    /// Integer arithmetic for cores without an FPU ([`crate::fixed`]); int8 models only.
+    /// Same tokens on every target, but not llama2.c's.
+    Fixed,
+}
+
+impl Numerics {
+    /// The name used on command lines and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::Float => "float",
+            Numerics::Fixed => "fixed",
+        }
+    }
+}
 
 /// Byte sizes of the parts of a run state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,31 +14,12 @@ use crate::parallel::{Serial, Workers};
 use crate::repack::{Layout, Repacked};
 use crate::rope::RopeTable;
 use crate::state::{Activations, RunState, StateSize};
+// At home with the run state it types; re-exported so `transformer::Numerics` stays.
+pub use crate::state::Numerics;
 use alloc::boxed::Box;
 
 /// Positions per prefill batch the CLI uses ([`Options::prefill`]).
 pub const DEFAULT_PREFILL: usize = 16;
-
-/// How a [`Transformer`] computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Numerics {
-    /// f32 arithmetic in llama2.c's order: run.c's and runq.c's tokens exactly (the default).
-    #[default]
-    Float,
-    /// Integer arithmetic for cores without an FPU ([`crate::fixed`]); int8 models only.
-    /// Same tokens on every target, but not llama2.c's.
-    Fixed,
-}
-
-impl Numerics {
-    /// The name used on command lines and in logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Numerics::Float => "float",
-            Numerics::Fixed => "fixed",
-        }
-    }
-}
 
 /// How to build a [`Transformer`]. `Options::default()` is the model's full context, the best
 /// kernels, one worker, llama2.c's float arithmetic one position at a time, and the default
