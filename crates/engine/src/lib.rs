@@ -53,7 +53,8 @@
 //! );
 //! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
-// Every `unsafe` block says why it is sound, and so does every `unsafe fn` (`# Safety`).
+// Every `unsafe` block says why it is sound, and so does every `unsafe fn` (`# Safety`), private
+// ones too (clippy.toml: `check-private-items`).
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 extern crate alloc;
