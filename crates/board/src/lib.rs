@@ -8,6 +8,9 @@
 //! parses lines with [`command::parse`], finds the model with [`partition`], and starts the
 //! second core with [`cores::TwoCores`]. Everything here is `no_std`; tests use std.
 #![cfg_attr(not(test), no_std)]
+// Every `unsafe` block says why it is sound, and so does every `unsafe fn` (`# Safety`), private
+// ones too (clippy.toml: `check-private-items`), as in the engine.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 extern crate alloc;
 
