@@ -23,6 +23,9 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 // The exported names are C's (`esp_llm_model`, `ESP_LLM_OK`), as the header spells them.
 #![allow(non_camel_case_types)]
+// Every `unsafe` block says why it is sound, and so does every `unsafe fn` (`# Safety`), private
+// ones too (clippy.toml: `check-private-items`), as in the engine.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 extern crate alloc;
 
@@ -563,9 +566,10 @@ pub unsafe extern "C" fn esp_llm_memory(
     info: *mut esp_llm_info,
     err: *mut esp_llm_error,
 ) -> esp_llm_status {
-    // SAFETY (every block in this function): the pointers are NULL or valid as required above.
+    // SAFETY: `info` and `err` are NULL or writable, as required above.
     let (info, err) = unsafe { (info.as_mut(), err.as_mut()) };
     boundary(err, || {
+        // SAFETY: `model` (with `options` and its tokenizer) is valid as required above.
         let p = unsafe { plan(model, model_len, options) }?;
         if let Some(out) = info {
             *out = p.info;
@@ -588,9 +592,10 @@ pub unsafe extern "C" fn esp_llm_bundle_length(
     len: *mut usize,
     err: *mut esp_llm_error,
 ) -> esp_llm_status {
-    // SAFETY (every block in this function): the pointers are NULL or valid as required above.
+    // SAFETY: `len` and `err` are NULL or writable, as required above.
     let (len, err) = unsafe { (len.as_mut(), err.as_mut()) };
     boundary(err, || {
+        // SAFETY: `head` points to `head_len` readable bytes, as required above.
         let bytes = unsafe { c_buffer(head, head_len, "bundle header bytes are NULL") }?;
         let n = bundle_len(bytes, available)?;
         if let Some(out) = len {
@@ -618,12 +623,13 @@ pub unsafe extern "C" fn esp_llm_open(
     out: *mut *mut esp_llm_model,
     err: *mut esp_llm_error,
 ) -> esp_llm_status {
-    // SAFETY (every block in this function): the pointers are NULL or valid as required above.
+    // SAFETY: `out` and `err` are NULL or writable, as required above.
     let (out, err) = unsafe { (out.as_mut(), err.as_mut()) };
     boundary(err, || {
         let out = out.ok_or(Failure::Invalid(ESP_LLM_ERR_ARGUMENT, "out is NULL"))?;
         *out = core::ptr::null_mut();
         // 'static stands for "until esp_llm_close", as long as the caller keeps the bytes.
+        // SAFETY: `model` and `options` are valid as required above, until `esp_llm_close`.
         let p: Plan<'static> = unsafe { plan(model, model_len, options) }?;
         let config = p.checkpoint.config;
         let tokenizer = Tokenizer::from_bytes(p.tokenizer, config.vocab_size)?;
@@ -750,11 +756,12 @@ pub unsafe extern "C" fn esp_llm_generate(
     result: *mut esp_llm_result,
     err: *mut esp_llm_error,
 ) -> esp_llm_status {
-    // SAFETY (every block in this function): the pointers are NULL or valid as required above.
+    // SAFETY: `model` is live or NULL, `result` and `err` NULL or writable, as required above.
     let (model, result, err) = unsafe { (model.as_mut(), result.as_mut(), err.as_mut()) };
     let mut r = NO_RESULT;
     let status = with_model(model, err, |m| {
         m.chat = Chat::new(&m.transformer, 0);
+        // SAFETY: `prompt` is NULL or a NUL-terminated string, as required above.
         let ids = m.tokenizer.try_encode(unsafe { c_bytes(prompt) })?;
         r.prompt_tokens = to_u32(ids.len());
         let (t, tok, s) = (&mut m.transformer, &m.tokenizer, &mut m.sampler);
@@ -762,6 +769,7 @@ pub unsafe extern "C" fn esp_llm_generate(
             match event? {
                 Event::Token { text, .. } => {
                     r.positions += 1;
+                    // SAFETY: `on_piece` is NULL or callable with `user_data`, as required above.
                     if !unsafe { emit(on_piece, user_data, text) } {
                         r.stop = esp_llm_stop::ESP_LLM_STOP_CALLBACK;
                         break;
@@ -822,14 +830,17 @@ pub unsafe extern "C" fn esp_llm_chat_turn(
     result: *mut esp_llm_result,
     err: *mut esp_llm_error,
 ) -> esp_llm_status {
-    // SAFETY (every block in this function): the pointers are NULL or valid as required above.
+    // SAFETY: `model` is live or NULL, `result` and `err` NULL or writable, as required above.
     let (model, result, err) = unsafe { (model.as_mut(), result.as_mut(), err.as_mut()) };
     let mut r = NO_RESULT;
     let status = with_model(model, err, |m| {
+        // SAFETY: `system` is NULL or a NUL-terminated string, as required above.
         let system = unsafe { c_str(system, "system prompt is not UTF-8") }?;
+        // SAFETY: `user` is NULL or a NUL-terminated string, as required above.
         let user = unsafe { c_str(user, "user message is not UTF-8") }?
             .ok_or(Failure::Invalid(ESP_LLM_ERR_ARGUMENT, "user message is NULL"))?;
         let start = m.chat.pos();
+        // SAFETY: `on_piece` is NULL or callable with `user_data`, as required above.
         let mut write = |piece: &[u8]| unsafe { emit(on_piece, user_data, piece) };
         let (t, tok, s) = (&mut m.transformer, &m.tokenizer, &mut m.sampler);
         let end = m.chat.turn(t, tok, s, system, user, &mut write);
