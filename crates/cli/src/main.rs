@@ -1,4 +1,7 @@
 //! `esp-llm`: run llama2.c-family models on the host and prepare them for ESP32 boards.
+// Every `unsafe` block says why it is sound, and so does every `unsafe fn` (`# Safety`), private
+// ones too (clippy.toml: `check-private-items`), as in the engine.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 /// `println!` that returns write errors (a closed pipe) instead of panicking.
 macro_rules! outln {
