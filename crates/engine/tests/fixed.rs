@@ -5,10 +5,13 @@
 use esp_llm_engine::checkpoint::bundle::{self, Quant};
 use esp_llm_engine::eval::{compare, Agreement};
 use esp_llm_engine::parallel::pool::Pool;
+use esp_llm_engine::parallel::Workers;
 use esp_llm_engine::{
     kernels, Checkpoint, Error, Event, Generator, Math, Numerics, Options, Sampler, Tokenizer,
     Transformer,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 fn fixed() -> Options<'static> {
     Options { numerics: Numerics::Fixed, ..Options::default() }
@@ -23,6 +26,28 @@ fn group64_bundle() -> Vec<u8> {
     let m = model_bytes("stories260K.bin");
     let ck = Checkpoint::parse(&m).unwrap();
     bundle::pack(&ck, &model_bytes("tok512.bin"), Quant::Q8(Some(64)), &mut |_| {}).unwrap().0
+}
+
+/// A pool that splits every job, however small, and counts the jobs it handed out: all of
+/// stories260K's matmuls are below the host pool's threshold
+/// ([`Workers::min_work_per_worker`]), so on a plain `Pool` the threads axis would run on one
+/// thread and could not fail.
+struct SplitAll {
+    pool: Pool,
+    jobs: Arc<AtomicUsize>,
+}
+
+impl Workers for SplitAll {
+    fn count(&self) -> usize {
+        self.pool.count()
+    }
+    fn run(&self, job: &(dyn Fn(usize) + Sync)) {
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+        self.pool.run(job)
+    }
+    fn min_work_per_worker(&self) -> usize {
+        1
+    }
 }
 
 /// Logits of every position of `tokens`, fed one by one (or prefilled, then the last).
@@ -55,12 +80,15 @@ fn bit_identical_across_kernels_threads_and_prefill() {
             for threads in [1, 2] {
                 for prefill in [false, true] {
                     let ck = Checkpoint::parse(&bytes).unwrap();
-                    let pool = Box::new(Pool::new(threads).unwrap());
-                    let o = Options { kernels: k, workers: pool, prefill: 4, ..fixed() };
+                    let jobs = Arc::new(AtomicUsize::new(0));
+                    let pool = SplitAll { pool: Pool::new(threads).unwrap(), jobs: jobs.clone() };
+                    let o = Options { kernels: k, workers: Box::new(pool), prefill: 4, ..fixed() };
                     let mut t = Transformer::new(ck, o).unwrap();
                     // One position at a time: `prefill` runs them without logits.
                     assert_eq!(t.prefill_batch(), 1);
                     let got = logits(&mut t, &ids, prefill);
+                    // With two threads the jobs really were split over them.
+                    assert_eq!(jobs.load(Ordering::Relaxed) > 0, threads > 1, "x{threads}");
                     let want = if prefill { &reference[ids.len() - 1..] } else { &reference[..] };
                     assert!(
                         got == want,
