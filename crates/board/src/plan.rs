@@ -65,6 +65,9 @@ pub struct Chip {
     pub f32_cycles_per_mac: f64,
     /// Cycles per int8 multiply-add, the rest of the token included.
     pub i8_cycles_per_mac: f64,
+    /// Instructions per token from counts measured in an emulator, when there is one fitted
+    /// to both a small and a large shape (the S3: [`LX7`]); it replaces the two rates above.
+    pub instructions: Option<InstructionModel>,
     /// Whether the cores have a floating-point unit. Without one the firmware runs int8 models
     /// with the fixed-point numerics (`esp_llm_engine::fixed`), whose KV cache holds `i16`.
     pub fpu: bool,
@@ -84,16 +87,11 @@ pub const CHIPS: [Chip; 4] = [
         flash: 16 * MB,
         psram_bw: 60.0e6,
         flash_bw: 30.0e6,
-        // Calibrated from bench/lx7 (docs/performance.md, LX7 section): a whole stories260K
-        // token (matmuls, attention, norms, softmax) with the LX7 kernels is 921,605
-        // instructions for fp32 and 404,650 for the int8 bundle (measured 2026-12-04), over
-        // 259 k matmul and ~21 k attention multiply-adds: 3.29 and 1.45 instructions per MAC,
-        // times an assumed 1.4 cycles per instruction (ESP-DSP's published S3 int8 dot
-        // product, 689 cycles for 4096 MACs, against the ~512 PIE instructions such a loop
-        // takes). Int8 is charged the token's rest beyond its attention:
-        // (404,650 * 1.4 - 21 k * 4.6) / 259 k.
+        // Used only where `instructions` is not: the stories260K-only calibration of before
+        // [`LX7`] (921,605 fp32 / 404,650 int8 instructions a token, x 1.4 CPI, per MAC).
         f32_cycles_per_mac: 4.6,
         i8_cycles_per_mac: 1.8,
+        instructions: Some(LX7),
         fpu: true,
     },
     Chip {
@@ -107,6 +105,7 @@ pub const CHIPS: [Chip; 4] = [
         flash_bw: 40.0e6,
         f32_cycles_per_mac: 3.0,
         i8_cycles_per_mac: 3.0,
+        instructions: None,
         fpu: true,
     },
     Chip {
@@ -120,6 +119,7 @@ pub const CHIPS: [Chip; 4] = [
         flash_bw: 20.0e6,
         f32_cycles_per_mac: 60.0,
         i8_cycles_per_mac: 4.0,
+        instructions: None,
         fpu: false,
     },
     Chip {
@@ -133,12 +133,98 @@ pub const CHIPS: [Chip; 4] = [
         flash_bw: 20.0e6,
         f32_cycles_per_mac: 60.0,
         i8_cycles_per_mac: 4.0,
+        instructions: None,
         fpu: false,
     },
 ];
 
 /// Speed-up assumed from a second core (sync and the serial parts cost the rest).
 pub const TWO_CORE_SPEEDUP: f64 = 1.8;
+
+/// Instructions a token takes with a chip's kernels, as a sum of terms over the model's shape,
+/// fitted to instruction counts measured in an emulator; times an assumed cycles per
+/// instruction for time. Instructions per token =
+/// `per_token + per_layer_element * n_layers * (dim + hidden_dim)` (norms, quantizing the
+/// activations, SwiGLU, RoPE, residuals, logits)
+/// `+ per_mac_{i8,i4,f32} * matmul MACs of that dtype`
+/// `+ per_attention_mac * 2 * n_layers * dim * attended + per_head_position * n_layers *
+/// n_heads * attended` (scores and weighted sum per query value, softmax and the division per
+/// head), where `attended` is the mean number of positions a token attends to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InstructionModel {
+    /// Instructions per token whatever the shape (a fitted intercept, see [`LX7`]).
+    pub per_token: f64,
+    /// Per element of the layers' vectors, `n_layers * (dim + hidden_dim)`.
+    pub per_layer_element: f64,
+    /// Per int8 matmul multiply-add.
+    pub per_mac_i8: f64,
+    /// Per int4 matmul multiply-add.
+    pub per_mac_i4: f64,
+    /// Per f32 matmul multiply-add.
+    pub per_mac_f32: f64,
+    /// Per attention multiply-add (`2 * n_layers * dim` per attended position).
+    pub per_attention_mac: f64,
+    /// Per head and attended position (softmax, the scores' division).
+    pub per_head_position: f64,
+    /// Cycles per instruction: an assumption, not a measurement (see [`LX7`]).
+    pub cycles_per_instruction: f64,
+}
+
+/// The ESP32-S3's LX7 kernels (bench/lx7, docs/performance.md "LX7" and "The stories15M
+/// shape"; counts measured 2026-12-04 in Espressif's QEMU, ICOUNT, exact). Shapes (dim,
+/// hidden, layers, heads, kv heads, vocab): stories260K (64, 172, 5, 8, 4, 512): 259,328
+/// matmul MACs, 640 attention MACs and 40 head-positions per attended position, 1,180 layer
+/// elements; the stories15M shape (288, 768, 6, 6, 6, 32000): 15,187,968 / 3,456 / 36 / 6,336.
+/// Measured instructions per token: 260K over 64 positions (mean attended 32.5) int8 390,952,
+/// int4 415,437 (first forward 254,037, last 579,686), fp32 912,320; 15M at positions 0-7
+/// (attended 4.5) q8 6,372,811, q4 7,276,320; over its 256 positions (attended 128.5) q8
+/// 8,081,733, q4 8,985,790. Inside the matmul kernels (`run.sh --phases`, profile.py): 260K
+/// int8 86,101, int4 109,372; 15M q8 5.67 M, q4 6.57 M. The arithmetic:
+/// - attention, from the two growth rates per position: 15M (1,709,470 + 1,708,922) / 2 / 124
+///   = 13,784; 260K (579,686 - 254,037) / 63 = 5,169. Solving 3,456 a + 36 h = 13,784 and
+///   640 a + 40 h = 5,169: a = 3.171 per attention MAC, h = 78.49 per head-position.
+/// - matmuls, the mean of the two shapes' per-MAC counts inside the kernels: int8
+///   (0.3320 + 0.3733) / 2 = 0.3527, int4 (0.4218 + 0.4326) / 2 = 0.4272.
+/// - the rest per shape, the int8 and int4 runs' mean of (total - matmuls - attention):
+///   260K 134,085, 15M 840,489; a line through both over the layer elements: 137.0 per
+///   element and -27,583 per token (an intercept of the fit, not a cost: it holds between
+///   these shapes, and the rest is never charged below 0).
+/// - fp32 from the 260K fp32 run alone: (912,320 - 134,085 - 167,994) / 259,328 = 2.353.
+///
+/// So the model reproduces each measured token within 2% (the test
+/// `lx7_model_reproduces_the_measured_counts`). Cycles per instruction: ~1.4, an assumption
+/// from ESP-DSP's published S3 int8 dot product (689 cycles for 4096 MACs, against the ~512 PIE
+/// instructions such a loop takes); memory stalls are the planner's PSRAM/flash term, and
+/// only a board can measure either.
+pub const LX7: InstructionModel = InstructionModel {
+    per_token: -27_583.0,
+    per_layer_element: 137.0,
+    per_mac_i8: 0.3527,
+    per_mac_i4: 0.4272,
+    per_mac_f32: 2.353,
+    per_attention_mac: 3.171,
+    per_head_position: 78.49,
+    cycles_per_instruction: 1.4,
+};
+
+impl InstructionModel {
+    /// Instructions per token for a model with `needs` attending to `attended` positions on
+    /// average: (in the matmuls, the rest), so that a caller can split the matmuls over cores.
+    pub fn instructions(&self, needs: &Needs, attended: f64) -> (f64, f64) {
+        let c = &needs.config;
+        let macs = needs.matmul_macs as f64;
+        let (i8_macs, i4_macs) = (macs * needs.int8_fraction, macs * needs.int4_fraction);
+        let f32_macs = (macs - i8_macs - i4_macs).max(0.0);
+        let matmul =
+            self.per_mac_i8 * i8_macs + self.per_mac_i4 * i4_macs + self.per_mac_f32 * f32_macs;
+        let elements = (c.n_layers * (c.dim + c.hidden_dim)) as f64;
+        let rest = (self.per_token + self.per_layer_element * elements).max(0.0);
+        let attention = attended
+            * (self.per_attention_mac * (2 * c.n_layers * c.dim) as f64
+                + self.per_head_position * (c.n_layers * c.n_heads) as f64);
+        (matmul, rest + attention)
+    }
+}
 
 /// Looks a chip up by name.
 pub fn chip(name: &str) -> Option<Chip> {
@@ -172,6 +258,12 @@ pub struct Plan {
     pub psram_bytes_per_token: usize,
     /// Bytes read per token from flash.
     pub flash_bytes_per_token: usize,
+    /// Instructions per token from the chip's [`InstructionModel`] (0 without one).
+    pub instructions_per_token: f64,
+    /// Estimated compute seconds per token.
+    pub compute_s: f64,
+    /// Estimated seconds per token streaming from PSRAM and flash.
+    pub memory_s: f64,
     /// Estimated tokens per second.
     pub tok_per_s: f64,
     /// The numerics the firmware will use: fixed point for int8 models on chips without an
@@ -253,11 +345,21 @@ pub fn plan(
     };
     let attn_macs = (kv_read / value_bytes) as u64;
     let macs = needs.matmul_macs + attn_macs;
-    let cpm = needs.int8_fraction * chip.i8_cycles_per_mac
-        + (1.0 - needs.int8_fraction) * chip.f32_cycles_per_mac;
     let speedup = if chip.cores > 1 { TWO_CORE_SPEEDUP } else { 1.0 };
-    let compute = (needs.matmul_macs as f64 * cpm + attn_macs as f64 * attn_cpm)
-        / (chip.mhz as f64 * 1e6 * speedup);
+    let hz = chip.mhz as f64 * 1e6;
+    let (instructions, compute) = match chip.instructions {
+        // The matmuls split over the cores; the rest of the token runs on one.
+        Some(m) => {
+            let (matmul, rest) = m.instructions(needs, (ctx as f64 + 1.0) / 2.0);
+            (matmul + rest, (matmul / speedup + rest) * m.cycles_per_instruction / hz)
+        }
+        None => {
+            let cpm = needs.int8_fraction * chip.i8_cycles_per_mac
+                + (1.0 - needs.int8_fraction) * chip.f32_cycles_per_mac;
+            let cycles = needs.matmul_macs as f64 * cpm + attn_macs as f64 * attn_cpm;
+            (0.0, cycles / (hz * speedup))
+        }
+    };
     let from = |r: Region| {
         (if weights == r { needs.weights } else { 0 }) + if kv_cache == r { kv_read } else { 0 }
     };
@@ -277,6 +379,9 @@ pub fn plan(
         macs_per_token: macs,
         psram_bytes_per_token: psram_bytes,
         flash_bytes_per_token: flash_bytes,
+        instructions_per_token: instructions,
+        compute_s: compute,
+        memory_s: mem,
         tok_per_s: 1.0 / (compute + mem),
         numerics,
     })
@@ -459,6 +564,79 @@ pub(crate) mod tests {
         assert_eq!(n, 8); // 9, 7, 6, 5, 4, 3, 2, 1
         let r = build_shrinking(9, |_| -> Result<()> { Err(Error::Overflow { what: "x" }) });
         assert!(matches!(r, Err(Error::Overflow { .. })));
+    }
+
+    /// The shape's matmul MACs as `Needs::of` counts them (classifier included, the embedding
+    /// lookup not), checked against `Needs::of` on the real stories260K.
+    fn shape(
+        dim: usize,
+        hidden_dim: usize,
+        n_layers: usize,
+        n_heads: usize,
+        n_kv_heads: usize,
+        vocab_size: usize,
+        seq_len: usize,
+    ) -> Needs {
+        let config = Config {
+            dim,
+            hidden_dim,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            vocab_size,
+            seq_len,
+            shared_classifier: true,
+        };
+        let kv_dim = dim * n_kv_heads / n_heads;
+        let layer = 2 * dim * dim + 2 * dim * kv_dim + 3 * dim * hidden_dim;
+        Needs {
+            weights: 0,
+            int8_fraction: 0.0,
+            int4_fraction: 0.0,
+            matmul_macs: (n_layers * layer + vocab_size * dim) as u64,
+            activations: 0,
+            kv_per_position: 0,
+            kv_per_position_fixed: 0,
+            rope_per_position: 0,
+            fixed_bytes: 0,
+            fixed_capable: false,
+            config,
+        }
+    }
+
+    /// The S3's instruction model against every count it was fitted to (docs/performance.md,
+    /// [`LX7`]'s comment): each within 2% (the fit's worst is 1.8%, the 15M q8 token at
+    /// positions 0-7). Changing a constant of [`LX7`] without refitting fails this.
+    #[test]
+    fn lx7_model_reproduces_the_measured_counts() {
+        let s260 = shape(64, 172, 5, 8, 4, 512, 512);
+        let real = checkpoint("stories260K.bin");
+        let n = Needs::of(&real.config, &real.weights).unwrap();
+        assert_eq!((n.matmul_macs, n.config), (s260.matmul_macs, s260.config));
+        let s15 = shape(288, 768, 6, 6, 6, 32000, 256);
+        assert_eq!(s15.matmul_macs, 15_187_968);
+        let (int8, int4, fp32) = ((1.0, 0.0), (0.0, 1.0), (0.0, 0.0));
+        // (shape, (int8, int4) fractions, mean attended positions, measured instructions)
+        let measured = [
+            ("260K int8", &s260, int8, 32.5, 390_952.0),
+            ("260K int4", &s260, int4, 32.5, 415_437.0),
+            ("260K fp32", &s260, fp32, 32.5, 912_320.0),
+            ("15M q8, positions 0-7", &s15, int8, 4.5, 6_372_811.0),
+            ("15M q4, positions 0-7", &s15, int4, 4.5, 7_276_320.0),
+            ("15M q8, whole context", &s15, int8, 128.5, 8_081_733.0),
+            ("15M q4, whole context", &s15, int4, 128.5, 8_985_790.0),
+        ];
+        for (name, needs, (i8f, i4f), attended, count) in measured {
+            let needs = Needs { int8_fraction: i8f, int4_fraction: i4f, ..*needs };
+            let (matmul, rest) = LX7.instructions(&needs, attended);
+            let err = (matmul + rest) / count - 1.0;
+            assert!(
+                err.abs() <= 0.02,
+                "{name}: model {:.0}, measured {count} ({:+.2}%)",
+                matmul + rest,
+                err * 100.0
+            );
+        }
     }
 
     /// The planner's rules on the chip table: on the S3 the fp32 stories260K (1 MB) and the

@@ -91,7 +91,8 @@ pub fn main(a: Args) -> Result<()> {
             "psram_used": p.psram_used, "macs_per_token": p.macs_per_token,
             "psram_bytes_per_token": p.psram_bytes_per_token,
             "flash_bytes_per_token": p.flash_bytes_per_token,
-            "est_tok_per_s": p.tok_per_s, "fits": true,
+            "est_tok_per_s": p.tok_per_s, "est_compute_s": p.compute_s, "est_memory_s": p.memory_s,
+            "est_instructions_per_token": p.instructions_per_token, "fits": true,
         });
         outln!("{out}");
         return Ok(());
@@ -144,10 +145,23 @@ pub fn main(a: Args) -> Result<()> {
             chip.name
         );
     }
-    outln!(
-        "estimate  ~{:.0} tok/s with the portable kernels (cost model: docs/plan.md)",
-        p.tok_per_s
-    );
+    let dominant = if p.compute_s >= p.memory_s { "compute" } else { "streaming" };
+    match chip.instructions {
+        Some(m) => outln!(
+            "estimate  ~{:.1} tok/s: {:.2} M instructions a token (fitted to emulator counts) x {} cycles each (assumed) = {:.1} ms of compute, {:.1} ms streaming from PSRAM/flash; {dominant} dominates (cost model: docs/plan.md; only a board can confirm it)",
+            p.tok_per_s,
+            p.instructions_per_token / 1e6,
+            m.cycles_per_instruction,
+            p.compute_s * 1e3,
+            p.memory_s * 1e3
+        ),
+        None => outln!(
+            "estimate  ~{:.0} tok/s with the portable kernels: {:.1} ms of compute, {:.1} ms streaming; {dominant} dominates (cost model: docs/plan.md)",
+            p.tok_per_s,
+            p.compute_s * 1e3,
+            p.memory_s * 1e3
+        ),
+    }
     // Only for f32 weights (an int4 model has no int8 matmuls either, and is smaller still).
     if p.weights != Region::Sram && Widest::of(&ck.weights) == Widest::F32 {
         outln!("hint      an int8 bundle (`esp-llm pack --quant q8`) is a quarter of the size");

@@ -78,8 +78,8 @@ pub struct Needs {
     pub weights: usize,
     /// Int8 share of the weight MACs (0 for fp32 models, 1 for fully int8).
     pub int8_fraction: f64,
-    /// Int4 share of the weight MACs (the int4 matmul takes int8 activations; the chip cost
-    /// model has no int4 rate of its own yet and costs these MACs as f32 ones).
+    /// Int4 share of the weight MACs (the int4 matmul takes int8 activations; the S3's cost
+    /// model has an int4 rate of its own, the other chips cost these MACs as f32 ones).
     pub int4_fraction: f64,
     /// Multiply-adds in the weight matrices per token (classifier included).
     pub matmul_macs: u64,
@@ -96,6 +96,8 @@ pub struct Needs {
     pub fixed_bytes: usize,
     /// Whether the fixed-point numerics can run the model ([`crate::fixed::supports`]).
     pub fixed_capable: bool,
+    /// The model's shape: an instruction-count cost model charges per layer and per head.
+    pub config: Config,
 }
 
 impl Needs {
@@ -130,6 +132,7 @@ impl Needs {
             rope_per_position: RopeTable::size(config.head_size(), 1)?,
             fixed_bytes: FixedWeights::size(config, weights),
             fixed_capable: crate::fixed::supports(weights),
+            config: *config,
         })
     }
 }
